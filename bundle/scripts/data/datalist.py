@@ -1,0 +1,132 @@
+"""Datalists (MSD style) and their validation; loading of cases into model space.
+
+Any MSD-style ``dataset.json`` / ``datalist.json`` works (``training`` / ``test`` lists of ``{"image", "label"}``).
+MSD Task01 BrainTumour is read through ``monai.apps.DecathlonDataset`` (FLAIR channel, labels mapped to gem3d's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import nibabel as nib
+import numpy as np
+
+from ..errors import Gem3dInputError
+from ..io import load_nifti
+from .volumes import normalise_intensity, to_model_space
+
+# MSD Task01 labels (1 edema, 2 non-enhancing tumour, 3 enhancing) -> gem3d (2 edema, 3 core, 4 enhancing).
+BRATS_LABEL_MAP = {1: 2, 2: 3, 3: 4}
+
+
+def read_datalist(path: str, sections: Sequence[str] = ("training",), base_dir: str | None = None) -> dict:
+    """Read an MSD-style datalist; return ``{section: [items with absolute paths]}``. Checks every file exists."""
+    if not os.path.isfile(path):
+        raise Gem3dInputError(f"datalist not found: {path}")
+    try:
+        with open(path) as f:
+            content = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise Gem3dInputError(f"datalist {path} is not valid JSON: {exc}") from exc
+    base = base_dir or os.path.dirname(os.path.abspath(path))
+    out = {}
+    for section in sections:
+        items = content.get(section)
+        if not items:
+            raise Gem3dInputError(f"datalist {path} has no or an empty '{section}' list")
+        resolved = []
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                item = {"image": item}
+            entry = dict(item)
+            for key in ("image", "label"):
+                if key in entry:
+                    p = entry[key][0] if isinstance(entry[key], list) else entry[key]
+                    p = p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+                    if not os.path.isfile(p):
+                        raise Gem3dInputError(f"datalist {path}: {section}[{i}] {key} file not found: {p}")
+                    entry[key] = p
+            entry.setdefault("id", _case_id(entry.get("image") or entry.get("label")))
+            resolved.append(entry)
+        out[section] = resolved
+    return out
+
+
+def _case_id(path: str) -> str:
+    name = os.path.basename(path)
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def brats_datalist(root_dir: str, section: str = "training", val_frac: float = 0.2, seed: int = 0) -> list[dict]:
+    """Items of MSD Task01 BrainTumour (already downloaded under ``root_dir``), via ``DecathlonDataset``."""
+    from monai.apps import DecathlonDataset
+
+    task_dir = os.path.join(root_dir, "Task01_BrainTumour")
+    if not os.path.isfile(os.path.join(task_dir, "dataset.json")):
+        raise Gem3dInputError(
+            f"{task_dir}/dataset.json not found: download MSD Task01 (monai.apps.DecathlonDataset(download=True)) "
+            "on a machine with internet access, then point dataset_dir at its parent folder"
+        )
+    ds = DecathlonDataset(
+        root_dir, task="Task01_BrainTumour", section=section, download=False, val_frac=val_frac, seed=seed,
+        cache_rate=0.0, num_workers=0, transform=(),
+    )
+    items = []
+    for entry in ds.data:
+        items.append({**entry, "id": _case_id(entry["image"]), "channel": 0, "label_map": BRATS_LABEL_MAP})
+    if not items:
+        raise Gem3dInputError(f"{task_dir} holds no {section} cases")
+    return items
+
+
+def check_label_values(label: np.ndarray, num_labels: int, path: str) -> None:
+    values = np.unique(label)
+    bad = values[(values < 0) | (values >= num_labels) | (values != np.round(values))]
+    if len(bad):
+        raise Gem3dInputError(
+            f"label file {path} has values {bad[:8].tolist()} outside the label set 0..{num_labels - 1}"
+        )
+
+
+def load_case(item: dict, size: int, num_labels: int, modality: str = "mri", ct_window=(-160.0, 240.0)) -> dict:
+    """Load, validate and bring one case into model space. Returns image/label (S, S, Z), geometry and id."""
+    image, affine = load_nifti(item["image"], "image", rank=None)
+    if image.ndim == 4:
+        image = image[..., int(item.get("channel", 0))]
+    if image.ndim != 3:
+        raise Gem3dInputError(f"image file {item['image']} has rank {image.ndim}; expected a 3D volume")
+    out = {"id": item.get("id", _case_id(item["image"])), "image_path": item["image"]}
+    label = None
+    if "label" in item:
+        label, l_affine = load_nifti(item["label"], "label", rank=3)
+        if label.shape != image.shape:
+            raise Gem3dInputError(
+                f"label {item['label']} has shape {label.shape} but image {item['image']} has {image.shape}"
+            )
+        if not np.allclose(l_affine, affine, atol=1e-3):
+            raise Gem3dInputError(f"label {item['label']} and image {item['image']} have different affines")
+        label = np.asarray(label)
+        if item.get("label_map"):
+            mapped = np.where(image > 0, 1, 0).astype(np.int16)  # BraTS: brain = non-zero FLAIR
+            for src, dst in item["label_map"].items():
+                mapped[label == int(src)] = dst
+            label = mapped
+        check_label_values(label, num_labels, item["label"])
+        out["label"], out["geometry"] = to_model_space(label, affine, size, "label")
+    image = normalise_intensity(np.asarray(image, dtype=np.float32), modality, ct_window)
+    out["image"], geom = to_model_space(image, affine, size, "image")
+    out.setdefault("geometry", geom)
+    return out
+
+
+def nifti_shape(path: str) -> tuple:
+    """Shape from the header alone (cheap validation before long work)."""
+    try:
+        return tuple(nib.load(path).shape)
+    except Exception as exc:
+        raise Gem3dInputError(f"{path} is not a readable NIfTI image: {exc}") from exc

@@ -1,0 +1,284 @@
+"""BraTS-like demo patients made from real anatomy: the MNI ICBM152 2009a template shipped inside ``nilearn``.
+
+Each patient is the template's grey/white-matter maps (and a CSF map derived from them) warped by a random affine
+and a smooth elastic field, given 0-3 tumours with BraTS sub-regions, and imaged by a per-patient "scanner"
+(FLAIR-like tissue contrast, gamma, gain, bias field, blur, Rician noise). Labels: 0 background, 1 brain,
+2 edema, 3 necrotic / non-enhancing core, 4 enhancing tumour. Nothing is downloaded: the files are read from the
+installed package.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from tqdm import tqdm
+
+from ..errors import Gem3dInputError
+from ..io import save_json, save_nifti
+from ..preview import save_triplanar
+
+TEMPLATE_FILES = {
+    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+}
+
+
+def template_dir() -> str:
+    import nilearn
+
+    return os.path.join(os.path.dirname(nilearn.__file__), "datasets", "data")
+
+
+@dataclass
+class Template:
+    tissue: torch.Tensor  # (4, X, Y, Z): gm, wm, csf, brain hull; RAS voxel order, 1 mm
+    affine: np.ndarray  # voxel -> world (mm) of the cropped template
+    extent_mm: np.ndarray  # size of the cropped field of view in mm
+
+
+@functools.lru_cache(maxsize=1)
+def load_template() -> Template:
+    """Load the template's tissue maps, derive CSF and the brain hull, crop to the head."""
+    folder = template_dir()
+    maps = {}
+    affine = None
+    for key, name in TEMPLATE_FILES.items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise Gem3dInputError(f"MNI template file {path} is missing: reinstall nilearn (the demo data needs it)")
+        img = nib.as_closest_canonical(nib.load(path))
+        maps[key] = np.asarray(img.dataobj, dtype=np.float32) / 255.0
+        affine = img.affine
+    gm, wm, t1 = maps["gm"], maps["wm"], maps["t1"]
+    # The template is skull-stripped-ish; the intracranial hull is tissue plus the CSF spaces it encloses.
+    hull = ndimage.binary_closing((gm + wm) > 0.15, iterations=4)
+    hull = ndimage.binary_fill_holes(hull)
+    hull = ndimage.binary_erosion(hull, iterations=1) | ((gm + wm) > 0.5)
+    hull_f = ndimage.gaussian_filter(hull.astype(np.float32), 0.7)
+    csf = np.clip(hull_f - gm - wm, 0.0, 1.0)
+    # T1 darkness inside the hull marks ventricles and sulci: sharpen the CSF map with it.
+    csf = np.clip(np.maximum(csf, hull_f * (t1 < 0.25 * t1[hull].mean())), 0, 1) * hull_f
+    idx = np.argwhere(hull)
+    lo, hi = np.maximum(idx.min(0) - 4, 0), np.minimum(idx.max(0) + 5, hull.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+    stack = np.stack([gm[crop], wm[crop], csf[crop], hull_f[crop]])
+    crop_affine = affine.copy()
+    crop_affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
+    extent = np.asarray(stack.shape[1:], dtype=np.float64) * np.abs(np.diag(affine)[:3])
+    return Template(torch.from_numpy(stack), crop_affine, extent)
+
+
+def _rotation(angles_deg: np.ndarray) -> np.ndarray:
+    ax, ay, az = np.deg2rad(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _warp_anatomy(tpl: Template, size: tuple[int, int, int], rng: np.random.Generator, gen: torch.Generator):
+    """Sample the template tissue maps on the output grid through a random affine + elastic deformation."""
+    size = tuple(int(s) for s in size)
+    # Normalised output coordinates in [-1, 1] (align_corners=True convention), as (X, Y, Z, 3).
+    axes = [torch.linspace(-1, 1, s, dtype=torch.float64) for s in size]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+    scale = rng.uniform(0.9, 1.1, 3) * rng.uniform(0.95, 1.05)
+    rot = _rotation(rng.uniform(-8, 8, 3))
+    shift = rng.uniform(-0.04, 0.04, 3)
+    # Rotate in millimetres (not normalised units) so that an anisotropic field of view is not sheared.
+    half = torch.from_numpy(tpl.extent_mm / 2.0)
+    mat = torch.from_numpy(rot @ np.diag(1.0 / scale))
+    pts = ((grid.reshape(-1, 3) * half) @ mat.T) / half + torch.from_numpy(shift)
+    # Smooth elastic field: random vectors on a coarse 5^3 lattice, upsampled (about +-3% of the field of view).
+    coarse = torch.randn((1, 3, 5, 5, 5), generator=gen, dtype=torch.float64) * float(rng.uniform(0.015, 0.035))
+    disp = F.interpolate(coarse, size=size, mode="trilinear", align_corners=True)[0].permute(1, 2, 3, 0)
+    pts = pts.reshape(*size, 3) + disp
+    # Input (1, C, X, Y, Z): grid_sample reads the last coordinate as the first spatial axis, hence the flip.
+    out = F.grid_sample(tpl.tissue[None], pts.flip(-1)[None].float(), mode="bilinear", align_corners=True)
+    return out[0].numpy()
+
+
+def _tumours(brain: np.ndarray, spacing: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Labels 2/3/4 for ``count`` tumours with irregular, nested edema / core / enhancing regions."""
+    labels = np.zeros(brain.shape, dtype=np.uint8)
+    inner = ndimage.binary_erosion(brain > 0.9, iterations=max(2, brain.shape[0] // 12))
+    candidates = np.argwhere(inner)
+    if count == 0 or len(candidates) == 0:
+        return labels
+    coords = np.stack(np.meshgrid(*[np.arange(s) for s in brain.shape], indexing="ij"), -1).astype(np.float32)
+    mm = coords * spacing.astype(np.float32)
+    for _ in range(count):
+        centre = candidates[rng.integers(len(candidates))] * spacing
+        r_edema = rng.uniform(10.0, 22.0)  # mm
+        axes = rng.uniform(0.75, 1.25, 3)
+        rot = _rotation(rng.uniform(-180, 180, 3)).astype(np.float32)
+        d = ((mm - centre.astype(np.float32)) @ rot.T) / axes.astype(np.float32)
+        dist = np.linalg.norm(d, axis=-1)
+        # Low-frequency radial noise makes the boundary lobulated instead of a perfect ellipsoid.
+        noise = ndimage.zoom(rng.normal(0, 1, (4, 4, 4)), np.array(brain.shape) / 4.0, order=3)[
+            : brain.shape[0], : brain.shape[1], : brain.shape[2]
+        ]
+        dist = dist * (1.0 + 0.12 * noise)
+        r_core = r_edema * rng.uniform(0.45, 0.7)
+        r_necro = r_core * rng.uniform(0.3, 0.65)
+        inside = brain > 0.5
+        labels[(dist < r_edema) & inside & (labels == 0)] = 2
+        labels[(dist < r_core) & inside] = 4
+        labels[(dist < r_necro) & inside] = 3
+    return labels
+
+
+def _scanner(tissue: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """FLAIR-like image: CSF dark, GM brighter than WM, edema bright; then the patient's scanner effects."""
+    gm, wm, csf, hull = tissue
+    params = {
+        "gm": float(rng.uniform(0.58, 0.68)),
+        "wm": float(rng.uniform(0.40, 0.50)),
+        "csf": float(rng.uniform(0.05, 0.15)),
+        "gamma": float(rng.uniform(0.75, 1.35)),
+        "gain": float(rng.uniform(0.8, 1.2)),
+        "bias": rng.normal(0, 0.12, 4).round(4).tolist(),
+        "blur_vox": float(rng.uniform(0.0, 0.8)),
+        "noise": float(rng.uniform(0.008, 0.03)),
+    }
+    img = gm * params["gm"] + wm * params["wm"] + csf * params["csf"]
+    tumour_int = {2: rng.uniform(0.8, 0.95), 4: rng.uniform(0.68, 0.8), 3: rng.uniform(0.3, 0.45)}
+    for lab, val in tumour_int.items():
+        region = ndimage.gaussian_filter((labels == lab).astype(np.float32), 0.6)
+        img = img * (1 - region) + val * region * hull
+    img = np.clip(img, 0, None) ** params["gamma"] * params["gain"]
+    # Multiplicative bias field: a smooth linear + radial polynomial across the field of view.
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, s) for s in img.shape], indexing="ij")
+    b = params["bias"]
+    img = img * np.exp(b[0] * x + b[1] * y + b[2] * z + b[3] * (x**2 + y**2 + z**2))
+    if params["blur_vox"] > 0.05:
+        img = ndimage.gaussian_filter(img, params["blur_vox"])
+    n1, n2 = rng.normal(0, params["noise"], (2, *img.shape))
+    img = np.sqrt((img + n1) ** 2 + n2**2) * (hull > 0.5)  # Rician magnitude noise; skull-stripped like BraTS
+    img = img / max(np.percentile(img[hull > 0.5], 99.5), 1e-6)
+    return np.clip(img, 0, 1.5).astype(np.float32), params
+
+
+def make_patient(size=(64, 64, 64), seed: int = 0, max_tumours: int = 3) -> dict:
+    """One demo patient: ``image`` (float32), ``label`` (uint8), ``affine`` (RAS, mm) and its ``params``."""
+    size = tuple(int(s) for s in size)
+    if len(size) != 3 or min(size) < 8:
+        raise Gem3dInputError(f"demo volume size must be three integers >= 8, got {size}")
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(int(seed))
+    tpl = load_template()
+    tissue = _warp_anatomy(tpl, size, rng, gen).astype(np.float32)
+    spacing = tpl.extent_mm / np.asarray(size)
+    brain = tissue[3]
+    count = int(rng.integers(0, max_tumours + 1))
+    tumour = _tumours(brain, spacing, rng, count)
+    label = np.where(brain > 0.5, 1, 0).astype(np.uint8)
+    label[tumour > 0] = tumour[tumour > 0]
+    image, scanner = _scanner(tissue, tumour, rng)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = -0.5 * tpl.extent_mm + rng.uniform(-5, 5, 3)  # centred field of view, patient-specific origin
+    volumes = {int(k): int((label == k).sum()) for k in range(5)}
+    return {
+        "image": image,
+        "label": label,
+        "affine": affine,
+        "params": {"seed": int(seed), "tumours": count, "scanner": scanner, "voxels_per_label": volumes},
+    }
+
+
+def build_demo_dataset(
+    out_dir: str,
+    num_train: int = 32,
+    num_test: int = 8,
+    size=(64, 64, 64),
+    seed: int = 0,
+    previews: int = 4,
+    overwrite: bool = False,
+) -> str:
+    """Write the demo dataset (NIfTI images and labels, an MSD-style ``datalist.json``, previews, statistics).
+
+    Returns the datalist path. An existing complete dataset with the same parameters is reused; a folder with other
+    content is never overwritten unless ``overwrite`` is set.
+    """
+    start = time.time()
+    spec = {"num_train": int(num_train), "num_test": int(num_test), "size": [int(s) for s in size], "seed": int(seed)}
+    datalist_path = os.path.join(out_dir, "datalist.json")
+    if os.path.isfile(datalist_path) and not overwrite:
+        import json
+
+        with open(datalist_path) as f:
+            existing = json.load(f)
+        if existing.get("spec") == spec and all(
+            os.path.isfile(os.path.join(out_dir, item[k]))
+            for item in existing["training"] + existing["test"]
+            for k in ("image", "label")
+        ):
+            print(f"demo dataset already present at {out_dir} (same spec); reusing it")
+            return datalist_path
+        raise Gem3dInputError(
+            f"{out_dir} already holds a dataset with another spec ({existing.get('spec')}); "
+            "choose another dataset_dir or pass overwrite=True"
+        )
+    entries = {"training": [], "test": []}
+    stats = []
+    total = num_train + num_test
+    for i in tqdm(range(total), desc="demo patients", unit="patient"):
+        split = "training" if i < num_train else "test"
+        sub = "Tr" if split == "training" else "Ts"
+        pid = f"demo_{i:03d}"
+        patient = make_patient(size, seed=seed * 100003 + i)
+        img_rel, lab_rel = f"images{sub}/{pid}.nii.gz", f"labels{sub}/{pid}.nii.gz"
+        save_nifti(patient["image"], patient["affine"], os.path.join(out_dir, img_rel), overwrite, np.float32)
+        save_nifti(patient["label"], patient["affine"], os.path.join(out_dir, lab_rel), overwrite, np.uint8)
+        entries[split].append({"image": img_rel, "label": lab_rel, "id": pid})
+        brain = patient["label"] > 0
+        stats.append(
+            {
+                "id": pid,
+                "split": split,
+                **patient["params"],
+                "tumour_voxels": int((patient["label"] >= 2).sum()),
+                "intensity_brain_p1_p50_p99": np.percentile(patient["image"][brain], [1, 50, 99]).round(4).tolist(),
+            }
+        )
+        if i < previews:
+            save_triplanar(
+                os.path.join(out_dir, "previews", f"{pid}.png"),
+                patient["image"],
+                patient["label"],
+                title=f"{pid} ({patient['params']['tumours']} tumours)",
+                overwrite=overwrite,
+                affine=patient["affine"],
+            )
+    spacing = np.abs(np.diag(patient["affine"])[:3]).round(4).tolist()
+    tum = [s["tumour_voxels"] for s in stats]
+    summary = {
+        "patients": total,
+        "size": spec["size"],
+        "spacing_mm": spacing,
+        "tumour_voxels_min_max": [min(tum), max(tum)],
+        "tumour_volume_ml_min_max": [round(v * float(np.prod(spacing)) / 1000, 2) for v in (min(tum), max(tum))],
+        "seconds": round(time.time() - start, 1),
+    }
+    save_json({"summary": summary, "patients": stats}, os.path.join(out_dir, "statistics.json"), overwrite=True)
+    datalist = {
+        "name": "gem3d-demo",
+        "description": "BraTS-like phantoms from the MNI ICBM152 2009a template (see docs/data_license.txt)",
+        "modality": {"0": "FLAIR"},
+        "labels": {"0": "background", "1": "brain", "2": "edema", "3": "necrotic_core", "4": "enhancing"},
+        "spec": spec,
+        **entries,
+    }
+    save_json(datalist, datalist_path, overwrite=True)
+    print(f"demo dataset: {total} patients at {spec['size']} in {summary['seconds']} s -> {datalist_path}")
+    print(f"tumour volume range (ml): {summary['tumour_volume_ml_min_max']}; previews in {out_dir}/previews")
+    return datalist_path

@@ -1,0 +1,44 @@
+"""Training data in memory: preprocessed volumes and the axial slices the 2D autoencoder trains on."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ..errors import Gem3dInputError
+from .datalist import load_case, read_datalist
+
+
+def load_volumes(datalist: str, section: str, size: int, num_labels: int, modality="mri", limit=None) -> list[dict]:
+    """Load and preprocess every case of a datalist section (image and label in model space)."""
+    items = read_datalist(datalist, (section,))[section]
+    if limit:
+        items = items[: int(limit)]
+    cases = [load_case(item, size, num_labels, modality) for item in tqdm(items, desc=f"loading {section}", leave=False)]
+    for case in cases:
+        if "label" not in case:
+            raise Gem3dInputError(f"{case['image_path']}: training needs a label (mask) for every image")
+    return cases
+
+
+class SliceDataset(Dataset):
+    """Axial slices that contain anatomy (foreground fraction above ``min_foreground``), as image/label pairs."""
+
+    def __init__(self, volumes: list[dict], min_foreground: float = 0.02, stride: int = 1):
+        self.slices = []
+        for case in volumes:
+            img = case["image"]
+            for z in range(0, img.shape[2], stride):
+                if (case["label"][:, :, z] > 0).mean() >= min_foreground:
+                    self.slices.append(np.ascontiguousarray(img[:, :, z]))
+        if not self.slices:
+            raise Gem3dInputError("no slice with anatomy found in the training volumes")
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, i: int) -> dict:
+        x = torch.from_numpy(self.slices[i])[None]
+        return {"image": x, "label": x}

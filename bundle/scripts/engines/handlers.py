@@ -1,0 +1,109 @@
+"""Ignite handlers gem3d adds to the MONAI trainers: a loss-curve PNG/JSON and optional resumption."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from ignite.engine import Engine, Events
+
+from ..io import save_figure, save_json
+
+
+class LossCurveHandler:
+    """Records the training loss every iteration and validation metrics every epoch; writes a PNG and a JSON.
+
+    The figures in ``bundle/docs`` come from these files, so what the README reports is what training printed.
+    """
+
+    def __init__(self, output_dir: str, name: str, validator: Engine | None = None, smooth: int = 50):
+        self.output_dir, self.name, self.validator, self.smooth = output_dir, name, validator, smooth
+        self.iterations: list[int] = []
+        self.losses: list[float] = []
+        self.val: dict[str, list] = {}
+        path = os.path.join(output_dir, f"{name}_curve.json")
+        if os.path.isfile(path):  # resumed runs extend the same curve
+            with open(path) as f:
+                old = json.load(f)
+            self.iterations, self.losses, self.val = old["iterations"], old["loss"], old.get("validation", {})
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch)
+        engine.add_event_handler(Events.COMPLETED, self._epoch)
+
+    def _iteration(self, engine: Engine) -> None:
+        out = engine.state.output
+        loss = out[0]["loss"] if isinstance(out, list) else out["loss"]
+        self.iterations.append(int(engine.state.iteration))
+        self.losses.append(float(loss))
+
+    def _epoch(self, engine: Engine) -> None:
+        if self.validator is not None and self.validator.state.metrics:
+            for k, v in self.validator.state.metrics.items():
+                if np.isscalar(v) or getattr(v, "ndim", 1) == 0:
+                    self.val.setdefault(k, []).append([int(engine.state.iteration), float(v)])
+        self.write()
+
+    def write(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        save_json(
+            {"iterations": self.iterations, "loss": self.losses, "validation": self.val},
+            os.path.join(self.output_dir, f"{self.name}_curve.json"),
+            overwrite=True,
+        )
+        if not self.losses:
+            return
+        fig, axes = plt.subplots(1, 1 + len(self.val), figsize=(5 * (1 + len(self.val)), 3.5), squeeze=False)
+        ax = axes[0, 0]
+        ax.plot(self.iterations, self.losses, alpha=0.3, lw=0.6, label="loss")
+        k = max(1, min(self.smooth, len(self.losses) // 5 or 1))
+        smooth = np.convolve(self.losses, np.ones(k) / k, mode="valid")
+        ax.plot(self.iterations[k - 1 :], smooth, lw=1.5, label=f"mean of {k}")
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_title(f"{self.name}: training loss")
+        ax.legend()
+        for ax, (metric, pts) in zip(axes[0, 1:], self.val.items()):
+            arr = np.asarray(pts)
+            ax.plot(arr[:, 0], arr[:, 1], marker="o")
+            ax.set_xlabel("iteration")
+            ax.set_title(f"validation {metric}")
+        fig.tight_layout()
+        try:
+            save_figure(fig, os.path.join(self.output_dir, f"{self.name}_curve.png"), overwrite=True)
+        finally:
+            plt.close(fig)
+
+
+def checkpoint_handlers(stage_dir: str, state: dict, map_location="cpu") -> list:
+    """Handlers that make a run resumable: load the newest checkpoint in ``stage_dir`` if there is one, and save
+    the full training state there every epoch and at the end (or on an exception).
+
+    They reference the trainer, so configs attach them after the trainer is built (a reference cycle otherwise).
+    """
+    import glob
+
+    from monai.handlers import CheckpointLoader, CheckpointSaver
+
+    handlers = []
+    newest = _newest(glob.glob(os.path.join(stage_dir, "checkpoint*.pt")))
+    if newest:
+        print(f"resuming from {newest}")
+        handlers.append(CheckpointLoader(load_path=newest, load_dict=state, map_location=map_location))
+    handlers.append(
+        CheckpointSaver(
+            save_dir=stage_dir, save_dict=state, save_interval=1, n_saved=1, save_final=True,
+            final_filename="checkpoint_final.pt",
+        )
+    )
+    return handlers
+
+
+def _newest(paths: list[str]) -> str | None:
+    return max(paths, key=os.path.getmtime) if paths else None

@@ -1,0 +1,30 @@
+"""The bundle's packaging: metadata validates against the model-zoo schema; every config parses."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+from conftest import BUNDLE, CONFIGS, ROOT
+
+SCHEMA = os.path.join(os.path.dirname(ROOT), "shared", "schemas", "meta_schema_20240725.json")
+
+
+def test_metadata_validates_against_schema():
+    assert os.path.isfile(SCHEMA), f"schema missing at {SCHEMA}"
+    cmd = [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
+           os.path.join(CONFIGS, "metadata.json"), "--filepath", SCHEMA]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "verified with no error" in proc.stdout + proc.stderr
+    meta = json.load(open(os.path.join(CONFIGS, "metadata.json")))
+    assert meta["version"] in meta["changelog"]
+
+
+def test_configs_are_json_and_bundle_is_complete():
+    for path in glob.glob(os.path.join(CONFIGS, "*.json")):
+        with open(path) as f:
+            json.load(f)
+    for rel in ("LICENSE", "docs/README.md", "configs/logging.conf", "docs/data_license.txt"):
+        assert os.path.isfile(os.path.join(BUNDLE, rel)), rel

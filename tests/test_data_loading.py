@@ -1,0 +1,126 @@
+"""Datalists, validation of bad input, MSD Task01 reading, normalisation and the model-space round trip."""
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scripts.data.datalist import brats_datalist, load_case, read_datalist
+from scripts.data.volumes import from_model_space, normalise_intensity, to_model_space
+from scripts.errors import Gem3dInputError
+from scripts.io import save_nifti
+
+
+def _oblique_affine():
+    a = np.diag([0.9, 1.3, 3.0, 1.0])
+    c, s = np.cos(0.3), np.sin(0.3)
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    a[:3, :3] = rot @ a[:3, :3]
+    a[:3, :3] = a[:3, :3] @ np.diag([-1, 1, 1])  # an LAS-like, flipped first axis
+    a[:3, 3] = [12.0, -40.0, 7.5]
+    return a
+
+
+def _write_case(folder, name, shape=(30, 20, 12), affine=None, labels=(0, 1, 2), image=None):
+    affine = _oblique_affine() if affine is None else affine
+    rng = np.random.default_rng(0)
+    img = rng.random(shape).astype(np.float32) if image is None else image
+    lab = rng.choice(labels, size=shape).astype(np.int16)
+    ip, lp = os.path.join(folder, f"img_{name}.nii.gz"), os.path.join(folder, f"lab_{name}.nii.gz")
+    save_nifti(img, affine, ip)
+    save_nifti(lab, affine, lp)
+    return ip, lp
+
+
+def test_model_space_round_trip_keeps_geometry(tmp_path):
+    aff = _oblique_affine()
+    vol = np.random.default_rng(0).integers(0, 5, (30, 20, 12)).astype(np.int16)
+    arr, geom = to_model_space(vol, aff, 16, kind="label")
+    assert arr.shape == (16, 16, 12)
+    back = from_model_space(arr, geom, kind="label")
+    assert back.shape == vol.shape
+    # Down- then up-sampling loses detail, but labels stay labels and the orientation is the input's.
+    assert set(np.unique(back)) <= set(np.unique(vol))
+    smooth = np.zeros((30, 20, 12), np.float32)
+    smooth[5:25, 4:16, 3:9] = 1.0
+    arr, geom = to_model_space(smooth, aff, 30, kind="image")
+    back = from_model_space(arr, geom)
+    assert np.abs(back - smooth).mean() < 0.05
+
+
+def test_normalisation():
+    mri = np.zeros((10, 10, 10), np.float32)
+    mri[2:8, 2:8, 2:8] = np.linspace(0, 1000, 216).reshape(6, 6, 6)
+    out = normalise_intensity(mri, "mri")
+    assert out.min() == 0 and 0.99 <= out.max() <= 1.0
+    ct = np.array([-1000, -160, 40, 240, 3000], np.float32).reshape(1, 1, 5)
+    np.testing.assert_allclose(normalise_intensity(ct, "ct")[0, 0], [0, 0, 0.5, 1, 1], atol=1e-6)
+    with pytest.raises(Gem3dInputError, match="modality"):
+        normalise_intensity(ct, "pet")
+
+
+def test_datalist_errors_name_the_file(tmp_path):
+    with pytest.raises(Gem3dInputError, match="datalist not found"):
+        read_datalist(str(tmp_path / "missing.json"))
+    dl = tmp_path / "dl.json"
+    dl.write_text(json.dumps({"training": []}))
+    with pytest.raises(Gem3dInputError, match="empty 'training' list"):
+        read_datalist(str(dl))
+    dl.write_text(json.dumps({"training": [{"image": "nope.nii.gz", "label": "nope_l.nii.gz"}]}))
+    with pytest.raises(Gem3dInputError, match="nope.nii.gz"):
+        read_datalist(str(dl))
+    dl.write_text("{not json")
+    with pytest.raises(Gem3dInputError, match="not valid JSON"):
+        read_datalist(str(dl))
+
+
+def test_case_validation(tmp_path):
+    ip, lp = _write_case(str(tmp_path), "ok")
+    case = load_case({"image": ip, "label": lp}, 16, num_labels=5)
+    assert case["image"].shape == (16, 16, 12) and case["label"].shape == (16, 16, 12)
+    assert case["geometry"].shape == [30, 20, 12]
+    ip2, lp2 = _write_case(str(tmp_path), "bad", labels=(0, 1, 7))
+    with pytest.raises(Gem3dInputError, match=r"lab_bad.*outside the label set"):
+        load_case({"image": ip2, "label": lp2}, 16, num_labels=5)
+    ip3, _ = _write_case(str(tmp_path), "shape", shape=(30, 20, 11))
+    with pytest.raises(Gem3dInputError, match="shape"):
+        load_case({"image": ip3, "label": lp}, 16, num_labels=5)
+    _, lp4 = _write_case(str(tmp_path), "aff", affine=np.diag([1.0, 1.0, 1.0, 1.0]))
+    with pytest.raises(Gem3dInputError, match="different affines"):
+        load_case({"image": ip, "label": lp4}, 16, num_labels=5)
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"this is not nifti")
+    with pytest.raises(Gem3dInputError, match="broken.nii.gz.*not a readable NIfTI"):
+        load_case({"image": str(broken)}, 16, num_labels=5)
+
+
+def test_msd_task01_folder_is_read_with_flair_and_mapped_labels(tmp_path):
+    """A fake MSD Task01 folder in the real layout: 4-channel images, labels 0..3."""
+    task = tmp_path / "Task01_BrainTumour"
+    (task / "imagesTr").mkdir(parents=True)
+    (task / "labelsTr").mkdir()
+    entries = []
+    for i in range(5):
+        img = np.zeros((12, 12, 8, 4), np.float32)
+        img[2:10, 2:10, 1:7, 0] = 100.0 + i  # FLAIR (channel 0) has the brain
+        img[..., 1] = 7.0
+        lab = np.zeros((12, 12, 8), np.uint8)
+        lab[4:8, 4:8, 2:6] = 1
+        lab[5:7, 5:7, 3:5] = 3
+        nib.save(nib.Nifti1Image(img, np.diag([1, 1, 2, 1.0])), str(task / "imagesTr" / f"BRATS_{i:03d}.nii.gz"))
+        nib.save(nib.Nifti1Image(lab, np.diag([1, 1, 2, 1.0])), str(task / "labelsTr" / f"BRATS_{i:03d}.nii.gz"))
+        entries.append({"image": f"./imagesTr/BRATS_{i:03d}.nii.gz", "label": f"./labelsTr/BRATS_{i:03d}.nii.gz"})
+    meta = {"name": "BRATS", "description": "fake", "reference": "fake", "licence": "CC-BY-SA 4.0",
+            "release": "2.0", "tensorImageSize": "4D", "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+            "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+            "numTraining": 5, "numTest": 0, "training": entries, "test": []}
+    (task / "dataset.json").write_text(json.dumps(meta))
+    train = brats_datalist(str(tmp_path), "training", val_frac=0.2)
+    val = brats_datalist(str(tmp_path), "validation", val_frac=0.2)
+    assert len(train) == 4 and len(val) == 1
+    case = load_case(train[0], 12, num_labels=5)
+    assert set(np.unique(case["label"])) == {0, 1, 2, 4}  # brain from FLAIR > 0, edema 1->2, enhancing 3->4
+    assert case["image"].max() <= 1.0 and case["image"][case["label"] == 0].max() == 0
+    with pytest.raises(Gem3dInputError, match="dataset.json not found"):
+        brats_datalist(str(tmp_path / "elsewhere"))
