@@ -1,3 +1,3 @@
-"""Data: demo phantoms, datalists and validation, volume preprocessing, mask augmentation, latent cache."""
+"""Data: demo phantoms, datalists and validation, volume preprocessing, conditions, latent cache, windows."""
 
-from . import datalist, demo_phantom, slices, volumes  # noqa: F401
+from . import conditioning, datalist, demo_phantom, latent_cache, mask_augment, slices, volumes, windows  # noqa: F401

@@ -282,3 +282,15 @@ def build_demo_dataset(
     print(f"demo dataset: {total} patients at {spec['size']} in {summary['seconds']} s -> {datalist_path}")
     print(f"tumour volume range (ml): {summary['tumour_volume_ml_min_max']}; previews in {out_dir}/previews")
     return datalist_path
+
+
+def ensure_demo_dataset(dataset_dir: str, datalist: str) -> str:
+    """The main job's embedded default: build the default demo set if ``datalist`` is the (missing) demo datalist.
+
+    A user datalist is never touched; a missing user datalist is an error.
+    """
+    if os.path.isfile(datalist):
+        return datalist
+    if os.path.abspath(datalist) != os.path.abspath(os.path.join(dataset_dir, "datalist.json")):
+        raise Gem3dInputError(f"datalist not found: {datalist}")
+    return build_demo_dataset(dataset_dir)

@@ -1,3 +1,3 @@
-"""Training pieces the configs wire into ``monai.engines`` trainers: losses, batch preparation, freezing, handlers."""
+"""Training pieces the configs wire into ``monai.engines`` trainers: losses, batch preparation, stages, handlers."""
 
-from . import handlers, inferers, losses  # noqa: F401
+from . import handlers, inferers, losses, prepare, stages  # noqa: F401

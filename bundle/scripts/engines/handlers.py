@@ -96,6 +96,10 @@ def checkpoint_handlers(stage_dir: str, state: dict, map_location="cpu") -> list
     if newest:
         print(f"resuming from {newest}")
         handlers.append(CheckpointLoader(load_path=newest, load_dict=state, map_location=map_location))
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() > 0:
+        return handlers  # one writer: rank 0 saves
     handlers.append(
         CheckpointSaver(
             save_dir=stage_dir, save_dict=state, save_interval=1, n_saved=1, save_final=True,

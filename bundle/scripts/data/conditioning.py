@@ -1,0 +1,25 @@
+"""The per-slice conditions of the window model, built the same way for training and for sampling."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+OFFSET_SCALE = 16.0  # slice offsets from the informed slice are given in units of the default window length
+
+
+def mask_to_latent_grid(mask: torch.Tensor, num_labels: int, latent_size: int) -> torch.Tensor:
+    """(Z, S, S) integer mask -> (Z, L, h, w) one-hot label occupancy at latent resolution (area pooling)."""
+    onehot = F.one_hot(mask.long().clamp(0, num_labels - 1), num_labels).permute(0, 3, 1, 2).float()
+    return F.adaptive_avg_pool2d(onehot, latent_size)
+
+
+def window_condition(mask_lat: torch.Tensor, informed: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Concatenate (n, L, h, w) mask occupancy, the (C, h, w) informed latent and the slices' offsets from it.
+
+    Returns (L + C + 1, n, h, w), the channel layout the window UNet's ``in_channels`` counts after the latents.
+    """
+    n, _, h, w = mask_lat.shape
+    inf = informed[None].expand(n, -1, -1, -1)
+    off = (offsets.float() / OFFSET_SCALE).view(n, 1, 1, 1).expand(n, 1, h, w)
+    return torch.cat([mask_lat.float(), inf.float(), off], dim=1).permute(1, 0, 2, 3).contiguous()

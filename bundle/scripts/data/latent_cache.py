@@ -1,0 +1,96 @@
+"""Encode training volumes once with the autoencoder and cache slice latents + mask occupancy on disk.
+
+The cache is keyed by the autoencoder weights and the dataset, so a retrained autoencoder or another dataset
+rebuilds it; diffusion training then never runs the encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..errors import Gem3dInputError
+from ..io import save_json
+from .conditioning import mask_to_latent_grid
+from .slices import load_volumes
+
+
+def file_md5(path: str) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_autoencoder(network: torch.nn.Module, weights: str, device="cpu") -> torch.nn.Module:
+    """Load autoencoder weights; a clear error if the file is missing or does not fit the declared network."""
+    return load_weights(network, weights, "autoencoder", device)
+
+
+def load_weights(network: torch.nn.Module, weights: str, what: str, device="cpu", strict=True) -> torch.nn.Module:
+    if not os.path.isfile(weights):
+        raise Gem3dInputError(f"{what} weights not found: {weights} (train them first, see bundle/docs/README.md)")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        network.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        raise Gem3dInputError(f"{what} weights {weights} do not match the network the config declares: {exc}") from exc
+    return network.to(device).eval()
+
+
+@torch.no_grad()
+def encode_slices(autoencoder, image: np.ndarray, device, batch: int = 64) -> torch.Tensor:
+    """(S, S, Z) image -> (Z, C, h, w) posterior-mean latents, encoded in bounded batches."""
+    vol = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, 2, 0)))[:, None].float()
+    out = []
+    for i in range(0, vol.shape[0], batch):
+        mu, _ = autoencoder.encode(vol[i : i + batch].to(device))
+        out.append(mu.cpu())
+    return torch.cat(out)
+
+
+def load_or_build(
+    datalist: str, section: str, size: int, num_labels: int, modality: str, autoencoder, autoencoder_file: str,
+    cache_dir: str, device="cpu", scale_file: str | None = None, limit=None,
+) -> dict:
+    """Return ``{"scale", "cases": [{"id", "latent" (Z,C,h,w), "mask" (Z,L,h,w)}]}`` from cache or by encoding.
+
+    ``scale`` (1 / std of the training latents) is written to ``scale_file`` for inference when building the
+    training section.
+    """
+    if not os.path.isfile(datalist):
+        raise Gem3dInputError(f"datalist not found: {datalist} (build the demo set or set dataset_dir)")
+    key = json.dumps([file_md5(autoencoder_file), file_md5(datalist), section, size, num_labels, modality, limit])
+    digest = hashlib.md5(key.encode()).hexdigest()[:12]
+    path = os.path.join(cache_dir, f"latents_{section}_{digest}.pt")
+    if os.path.isfile(path):
+        cache = torch.load(path, map_location="cpu", weights_only=False)
+    else:
+        ae = load_autoencoder(autoencoder, autoencoder_file, device)
+        cases = []
+        for case in tqdm(load_volumes(datalist, section, size, num_labels, modality, limit), desc=f"encoding {section}"):
+            latent = encode_slices(ae, case["image"], device)
+            mask = torch.from_numpy(np.moveaxis(case["label"], 2, 0).copy())
+            cases.append({"id": case["id"], "latent": latent.half(), "mask": mask_to_latent_grid(mask, num_labels, latent.shape[-1]).half()})
+        std = torch.cat([c["latent"].float().flatten() for c in cases]).std().item()
+        cache = {"scale": 1.0 / max(std, 1e-6), "cases": cases}
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = path + ".tmp"
+        torch.save(cache, tmp)
+        os.replace(tmp, path)
+    if scale_file and section == "training":
+        save_json({"scale": cache["scale"], "autoencoder_md5": file_md5(autoencoder_file)}, scale_file, overwrite=True)
+    return cache
+
+
+def read_latent_scale(scale_file: str) -> float:
+    if not os.path.isfile(scale_file):
+        raise Gem3dInputError(f"latent scale file not found: {scale_file} (written by the window training)")
+    with open(scale_file) as f:
+        return float(json.load(f)["scale"])

@@ -1,0 +1,73 @@
+"""3D mask augmentation for counterfactual masks: left-right flip, small rotations, tumour shift toward the centre.
+
+Applied to the whole volume at once (so the mask stays volumetrically consistent). The CT preset only rotates.
+Every drawn parameter is returned so that the record of a synthesis reproduces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from monai.transforms import Flip, Rotate
+
+from ..errors import Gem3dInputError
+
+
+@dataclass
+class AugmentSettings:
+    flip: bool = True
+    max_rotation_deg: float = 2.5
+    max_shift_fraction: float = 0.3  # tumour moves by up to this fraction of its distance to the brain centre
+    tumour_min_label: int = 2
+
+    @classmethod
+    def preset(cls, name: str) -> "AugmentSettings":
+        presets = {
+            "none": cls(flip=False, max_rotation_deg=0.0, max_shift_fraction=0.0),
+            "mri": cls(),
+            "ct": cls(flip=False, max_rotation_deg=2.5, max_shift_fraction=0.0),
+        }
+        if name not in presets:
+            raise Gem3dInputError(f"unknown augmentation preset {name!r}; choose one of {sorted(presets)}")
+        return presets[name]
+
+
+def augment_mask(mask: np.ndarray, settings: AugmentSettings, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Return the augmented (X, Y, Z) RAS mask and the parameters drawn."""
+    out = torch.as_tensor(np.asarray(mask, dtype=np.float32))[None]
+    params: dict = {"settings": asdict(settings)}
+    if settings.flip:
+        params["flip_lr"] = bool(rng.random() < 0.5)
+        if params["flip_lr"]:
+            out = Flip(spatial_axis=0)(out)
+    if settings.max_rotation_deg > 0:
+        deg = rng.uniform(-settings.max_rotation_deg, settings.max_rotation_deg, 3)
+        params["rotation_deg"] = deg.round(4).tolist()
+        out = Rotate(angle=np.deg2rad(deg).tolist(), keep_size=True, mode="nearest", padding_mode="zeros")(out)
+    arr = np.asarray(out[0]).round().astype(np.int16)
+    if settings.max_shift_fraction > 0:
+        frac = float(rng.uniform(0, settings.max_shift_fraction))
+        arr, shift = _shift_tumour(arr, frac, settings.tumour_min_label)
+        params["tumour_shift_fraction"], params["tumour_shift_voxels"] = round(frac, 4), shift
+    return arr, params
+
+
+def _shift_tumour(mask: np.ndarray, fraction: float, tumour_min: int) -> tuple[np.ndarray, list]:
+    """Move all tumour voxels together toward the brain's centre; they stay inside the brain."""
+    tumour = mask >= tumour_min
+    brain = mask > 0
+    if not tumour.any() or fraction <= 0:
+        return mask, [0, 0, 0]
+    delta = np.round(fraction * (np.argwhere(brain).mean(0) - np.argwhere(tumour).mean(0))).astype(int)
+    if not delta.any():
+        return mask, [0, 0, 0]
+    out = np.where(tumour, 1, mask).astype(np.int16)  # vacated tumour space becomes brain
+    src = np.argwhere(tumour)
+    dst = src + delta
+    inside = np.all((dst >= 0) & (dst < np.array(mask.shape)), axis=1)
+    src, dst = src[inside], dst[inside]
+    keep = brain[tuple(dst.T)]
+    out[tuple(dst[keep].T)] = mask[tuple(src[keep].T)]
+    return out, delta.tolist()

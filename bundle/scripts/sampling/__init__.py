@@ -1,0 +1,3 @@
+"""Sampling: the window plan, the propagation sampler, informed-slice sources and the synthesis job."""
+
+from . import informed, model, sampler, synthesize, window_plan  # noqa: F401

@@ -1,0 +1,53 @@
+"""The trained GEM-3D pieces together: autoencoder, window model, optional informed-slice model, scheduler."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.latent_cache import load_weights, read_latent_scale
+
+
+class Gem3dModel:
+    """Loads the shipped (EMA) weights into the networks the config declares; encodes and decodes slices."""
+
+    def __init__(
+        self, autoencoder, autoencoder_file, window_net, window_file, scheduler, latent_scale_file,
+        informed_net=None, informed_file=None, device="cpu", decode_batch: int = 32,
+    ):
+        self.device = torch.device(device)
+        self.autoencoder = load_weights(autoencoder, autoencoder_file, "autoencoder", self.device)
+        self.window_net = load_weights(window_net, window_file, "window model", self.device)
+        self.scheduler = scheduler
+        self.scale = read_latent_scale(latent_scale_file)
+        self._informed = (informed_net, informed_file)
+        self.informed_net = None
+        self.decode_batch = int(decode_batch)
+
+    def informed_model(self):
+        """The informed-slice model, loaded on first use (only mode 'ig' needs it)."""
+        if self.informed_net is None:
+            net, path = self._informed
+            if net is None:
+                raise ValueError("this configuration declares no informed-slice model (mode 'ig')")
+            self.informed_net = load_weights(net, path, "informed-slice model", self.device)
+        return self.informed_net
+
+    @torch.inference_mode()
+    def encode(self, slices: np.ndarray) -> torch.Tensor:
+        """(N, S, S) images -> (N, C, h, w) scaled latents (posterior means)."""
+        x = torch.as_tensor(np.asarray(slices, dtype=np.float32))[:, None]
+        out = [self.autoencoder.encode(x[i : i + self.decode_batch].to(self.device))[0].cpu()
+               for i in range(0, len(x), self.decode_batch)]
+        return torch.cat(out) * self.scale
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """(Z, C, h, w) scaled latents -> (S, S, Z) image, decoded ``decode_batch`` slices at a time so memory is
+        bounded by the batch, not the volume."""
+        parts = []
+        for i in range(0, latents.shape[0], self.decode_batch):
+            z = (latents[i : i + self.decode_batch] / self.scale).to(self.device)
+            parts.append(self.autoencoder.decode(z)[:, 0].float().cpu().numpy())
+        out = np.concatenate(parts)
+        return np.ascontiguousarray(np.moveaxis(out, 0, 2))

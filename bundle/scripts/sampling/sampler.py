@@ -1,0 +1,101 @@
+"""The propagation sampler: executes a window plan with DDIM and RePaint-style inpainting of the known slices.
+
+At every DDIM step the known (overlap) slices are replaced by a fresh forward-diffusion sample of their clean
+latents at exactly the timestep the network is called with, so they sit at the same noise level as the rest of
+the window; after the last step they are set back to their clean values. Windows of one wave (the up and the down
+window) are denoised as one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from ..data.conditioning import window_condition
+from .window_plan import Window, plan_windows, waves
+
+
+@dataclass
+class SamplerSettings:
+    window: int = 16
+    overlap: int = 1
+    steps: int = 50
+    eta: float = 1.0
+    batch_waves: bool = True  # denoise the up and down windows of a wave together
+
+
+class PropagationSampler:
+    def __init__(self, network, scheduler, settings: SamplerSettings | None = None, progress: bool = True):
+        self.network, self.scheduler = network, scheduler
+        self.settings = settings or SamplerSettings()
+        self.progress = progress
+
+    def inpaint(self, x: torch.Tensor, clean: torch.Tensor, known: torch.Tensor, t: torch.Tensor, generator):
+        """Replace the known slices of ``x`` (B, C, n, h, w) by q(x_t | clean) at timestep ``t``."""
+        if not known.any():
+            return x
+        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
+        noisy = self.scheduler.add_noise(original_samples=clean, noise=noise, timesteps=t.expand(clean.shape[0]))
+        k = known.view(known.shape[0], 1, -1, 1, 1)
+        return torch.where(k, noisy, x)
+
+    @torch.inference_mode()
+    def sample(self, mask_lat: torch.Tensor, informed: torch.Tensor, position: float, generator: torch.Generator):
+        """Generate (Z, C, h, w) latents for (Z, L, h, w) mask occupancy and a (C, h, w) informed latent."""
+        s = self.settings
+        z_total, _, hh, ww = mask_lat.shape
+        channels = informed.shape[0]
+        device = next(self.network.parameters()).device
+        out = torch.zeros((z_total, channels, hh, ww), dtype=torch.float32)
+        written = torch.zeros(z_total, dtype=torch.bool)
+        plan = plan_windows(z_total, s.window, s.overlap, position)
+        groups = waves(plan) if s.batch_waves else [[w] for w in plan]
+        self.scheduler.set_timesteps(s.steps)
+        bar = tqdm(total=len(groups) * s.steps, desc="denoising windows", unit="step", disable=not self.progress)
+        for group in groups:
+            cond, clean, known = [], [], []
+            for w in group:
+                idx = torch.arange(w.start, w.stop)
+                inf = informed if w.external_informed else out[w.informed]
+                cond.append(window_condition(mask_lat[idx], inf, idx - w.informed))
+                clean.append(out[idx].permute(1, 0, 2, 3))
+                known.append(torch.tensor([z in w.known for z in range(w.start, w.stop)]))
+            cond = torch.stack(cond).to(device)
+            clean = torch.stack(clean).to(device)
+            known = torch.stack(known).to(device)
+            x = torch.randn(clean.shape, generator=generator).to(device)
+            for t in self.scheduler.timesteps:
+                t_dev = t.to(device)
+                x = self.inpaint(x, clean, known, t_dev, generator)
+                pred = self.network(torch.cat([x, cond], dim=1), t_dev.expand(x.shape[0]))
+                x, _ = self.scheduler.step(pred, t.item(), x, eta=s.eta, generator=generator)
+                bar.update(1)
+            x = torch.where(known.view(known.shape[0], 1, -1, 1, 1), clean, x).float().cpu()
+            for b, w in enumerate(group):
+                for z in w.new:
+                    if written[z]:
+                        raise RuntimeError(f"window plan wrote slice {z} twice")  # the plan's invariant, checked
+                    out[z] = x[b, :, z - w.start]
+                    written[z] = True
+        bar.close()
+        if not written.all():
+            raise RuntimeError(f"window plan left slices {torch.nonzero(~written).flatten().tolist()} unwritten")
+        return out
+
+
+@torch.inference_mode()
+def sample_slices(network, scheduler, positions: torch.Tensor, shape, steps: int, eta: float, generator):
+    """DDIM sampling of single slice latents at normalised positions (the informed-slice model, mode 'ig')."""
+    device = next(network.parameters()).device
+    scheduler.set_timesteps(steps)
+    x = torch.randn((len(positions), *shape), generator=generator).to(device)
+    pos = positions.float().to(device)
+    for t in scheduler.timesteps:
+        pred = network(x, t.to(device).expand(x.shape[0]), pos)
+        x, _ = scheduler.step(pred, t.item(), x, eta=eta, generator=generator)
+    return x.float().cpu()
+
+
+__all__ = ["PropagationSampler", "SamplerSettings", "sample_slices", "Window"]

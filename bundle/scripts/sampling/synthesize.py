@@ -1,0 +1,164 @@
+"""The synthesis job: masks in, new image volumes out (with the mask used, a preview and a reproducible record).
+
+Used by ``inference.json`` (the demo test masks), ``enhance.json`` (a whole datalist k times, shardable over
+``torchrun`` ranks) and the MONAI Label app (one mask per request).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from ..data.conditioning import mask_to_latent_grid
+from ..data.datalist import check_label_values, read_datalist
+from ..data.mask_augment import AugmentSettings, augment_mask
+from ..data.volumes import from_model_space, to_model_space
+from ..errors import Gem3dInputError
+from ..io import load_nifti, save_json, save_nifti
+from ..preview import save_triplanar
+from .informed import informed_latent
+from .sampler import PropagationSampler, SamplerSettings
+from .window_plan import check_parameters
+
+
+class Synthesizer:
+    """Turns one mask into one synthetic volume; every parameter that shaped the result goes into its record."""
+
+    def __init__(
+        self, model, image_size: int, num_labels: int, modality: str = "mri", latent_channels: int = 4,
+        window: int = 16, overlap: int = 1, steps: int = 50, eta: float = 1.0, position: float = 0.5,
+        informed: dict | None = None, augment: str = "none", zero_background: bool = True, progress: bool = True,
+    ):
+        self.model = model
+        self.cfg = {"image_size": int(image_size), "num_labels": int(num_labels), "modality": modality,
+                    "latent_channels": int(latent_channels), "steps": int(steps), "eta": float(eta)}
+        self.settings = SamplerSettings(window=int(window), overlap=int(overlap), steps=int(steps), eta=float(eta))
+        check_parameters(1, self.settings.window, self.settings.overlap, position)
+        if self.settings.steps < 1:
+            raise Gem3dInputError(f"steps must be >= 1, got {steps}")
+        self.position = float(position)
+        self.informed = dict(informed or {"mode": "ic"})
+        self.augment = AugmentSettings.preset(augment) if isinstance(augment, str) else augment
+        self.zero_background = bool(zero_background)
+        self.sampler = PropagationSampler(model.window_net, model.scheduler, self.settings, progress=progress)
+
+    def load_mask(self, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
+        mask, affine = load_nifti(mask_path, "mask", rank=3)
+        mask = np.asarray(mask)
+        check_label_values(mask, self.cfg["num_labels"], mask_path)
+        if not (mask > 0).any():
+            raise Gem3dInputError(f"mask {mask_path} is empty (all background): nothing to synthesize")
+        return mask.astype(np.int16), affine
+
+    def synthesize(self, mask_path: str, seed: int, case_id: str, image_path: str | None = None,
+                   informed: dict | None = None, position: float | None = None) -> dict:
+        """Return {"image": array on the mask's grid, "mask": mask used, "affine", "record"}."""
+        start = time.time()
+        position = self.position if position is None else float(position)
+        informed = dict(self.informed if informed is None else informed)
+        mask, affine = self.load_mask(mask_path)
+        check_parameters(mask.shape[2], self.settings.window, self.settings.overlap, position)
+        rng = np.random.default_rng(int(seed))
+        generator = torch.Generator().manual_seed(int(seed))
+        mask_ms, geom = to_model_space(mask, affine, self.cfg["image_size"], "label")
+        aug_params = {"settings": asdict(self.augment)}
+        if self.augment.flip or self.augment.max_rotation_deg > 0 or self.augment.max_shift_fraction > 0:
+            mask_ms, aug_params = augment_mask(mask_ms, self.augment, rng)
+            mask_used = from_model_space(mask_ms, geom, "label").astype(np.int16)
+        else:
+            mask_used = mask
+        inf_lat, inf_record = informed_latent(
+            self.model, informed, position, {"image": image_path, "id": case_id}, rng, generator, self.cfg
+        )
+        m = torch.from_numpy(np.moveaxis(mask_ms, 2, 0).copy())
+        mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
+        latents = self.sampler.sample(mask_lat, inf_lat, position, generator)
+        image_ms = self.model.decode(latents)
+        image = np.clip(from_model_space(image_ms, geom, "image"), 0.0, None).astype(np.float32)
+        if self.zero_background:
+            image[mask_used == 0] = 0.0
+        record = {
+            "case": case_id, "mask_source": os.path.abspath(mask_path), "image_source": image_path,
+            "seed": int(seed), "position": position, "informed": inf_record, "augmentation": aug_params,
+            "sampler": asdict(self.settings), "zero_background": self.zero_background,
+            "seconds": round(time.time() - start, 2),
+        }
+        return {"image": image, "mask": mask_used, "affine": affine, "record": record}
+
+    def write(self, result: dict, output_dir: str, name: str, overwrite: bool = False) -> dict:
+        """Write image, mask, preview and record under ``output_dir``; refuses to overwrite unless asked."""
+        paths = {
+            "image": os.path.join(output_dir, "images", f"{name}.nii.gz"),
+            "label": os.path.join(output_dir, "labels", f"{name}.nii.gz"),
+            "preview": os.path.join(output_dir, "previews", f"{name}.png"),
+            "record": os.path.join(output_dir, "records", f"{name}.json"),
+        }
+        if not overwrite:
+            existing = [p for p in paths.values() if os.path.exists(p)]
+            if existing:
+                raise Gem3dInputError(f"outputs already exist ({existing[0]}); set overwrite to replace them")
+        save_nifti(result["image"], result["affine"], paths["image"], overwrite, np.float32)
+        save_nifti(result["mask"], result["affine"], paths["label"], overwrite, np.int16)
+        save_triplanar(paths["preview"], result["image"], result["mask"], title=name, overwrite=overwrite,
+                       affine=result["affine"])
+        save_json({**result["record"], "outputs": paths}, paths["record"], overwrite)
+        return paths
+
+
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def run_datalist(synth: Synthesizer, datalist: str, section: str, output_dir: str, repeats: int = 1,
+                 seed: int = 0, overwrite: bool = False, limit: int | None = None,
+                 write_datalist: bool = True) -> list[dict]:
+    """Synthesize every mask of a datalist section ``repeats`` times (dataset enhancement); this rank's share.
+
+    Jobs are numbered (case, repeat) and rank r takes jobs r, r + world, ...: no job is done twice or lost. The
+    seed of a job depends only on its number, so sharding does not change any output. Rank 0 writes the
+    datalist of the new dataset after all ranks are done.
+    """
+    items = read_datalist(datalist, (section,))[section]
+    items = items[: int(limit)] if limit else items
+    if any("label" not in it for it in items):
+        raise Gem3dInputError(f"datalist {datalist} section {section}: every case needs a label (mask)")
+    os.makedirs(output_dir, exist_ok=True)
+    if not os.access(output_dir, os.W_OK):
+        raise Gem3dInputError(f"output folder {output_dir} is not writable")
+    jobs = [(i, r) for r in range(int(repeats)) for i in range(len(items))]
+    rank, world = _rank_world()
+    done = []
+    for j, (i, r) in enumerate(jobs):
+        if j % world != rank:
+            continue
+        item = items[i]
+        name = f"{item['id']}_gem3d_r{r}_s{seed + j}"
+        result = synth.synthesize(item["label"], seed + j, item["id"], image_path=item.get("image"))
+        paths = synth.write(result, output_dir, name, overwrite)
+        done.append({"job": j, "name": name, "rank": rank, **paths})
+        print(f"[rank {rank}] {name}: {result['record']['seconds']} s")
+    if write_datalist:
+        _barrier()
+        if rank == 0:
+            entries = [{"image": f"images/{items[i]['id']}_gem3d_r{r}_s{seed + j}.nii.gz",
+                        "label": f"labels/{items[i]['id']}_gem3d_r{r}_s{seed + j}.nii.gz",
+                        "source": items[i]["id"], "repeat": r} for j, (i, r) in enumerate(jobs)]
+            save_json({"name": "gem3d-enhanced", "source_datalist": os.path.abspath(datalist),
+                       "repeats": int(repeats), "training": entries},
+                      os.path.join(output_dir, "datalist.json"), overwrite=True)
+    return done
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

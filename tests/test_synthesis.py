@@ -1,0 +1,135 @@
+"""The synthesis job end to end on a tiny model: modes, geometry, determinism, bad input, the main bundle job."""
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import run_bundle
+from scripts.errors import Gem3dInputError
+from scripts.io import save_nifti
+from tiny_model import build_synthesizer, make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, tiny_demo):
+    root = tmp_path_factory.mktemp("tinymodel")
+    return make_tiny_model(str(root / "models"), os.path.dirname(tiny_demo))
+
+
+def _items(tiny_demo, section="test"):
+    d = json.load(open(tiny_demo))
+    base = os.path.dirname(tiny_demo)
+    return [{k: os.path.join(base, v) if k in ("image", "label") else v for k, v in it.items()} for it in d[section]]
+
+
+def _oblique_mask(path, shape=(40, 28, 11)):
+    """A non-isotropic, oblique, non-RAS mask with a brain and a tumour."""
+    aff = np.array([[0.0, -1.2, 0.1, 30.0], [0.9, 0.0, 0.0, -20.0], [0.05, 0.0, 3.5, 5.0], [0, 0, 0, 1]])
+    m = np.zeros(shape, np.int16)
+    m[5:35, 4:24, 1:10] = 1
+    m[15:22, 10:16, 3:7] = 2
+    m[17:20, 12:14, 4:6] = 4
+    save_nifti(m, aff, str(path))
+    return aff, m
+
+
+@pytest.mark.parametrize("mode", ["ic", "ig", "true", "file"])
+def test_modes_keep_geometry_and_are_deterministic(tiny, tiny_demo, tmp_path, mode):
+    aff, m = _oblique_mask(tmp_path / "mask.nii.gz")
+    item = _items(tiny_demo)[0]
+    informed = {"mode": mode, "pool": tiny_demo}
+    if mode == "file":
+        # another in-plane size than the model's: resampled, not rejected
+        save_nifti(np.random.default_rng(0).random((50, 45, 3)).astype(np.float32), np.eye(4), str(tmp_path / "inf.nii.gz"))
+        informed = {"mode": "file", "file": str(tmp_path / "inf.nii.gz"), "slice": 1}
+    synth = build_synthesizer(tiny)
+    synth.sampler.progress = False
+    kw = dict(image_path=item["image"] if mode == "true" else None, informed=informed)
+    if mode == "true":
+        mask_path = item["label"]
+        aff, m = nib.load(mask_path).affine, np.asarray(nib.load(mask_path).dataobj)
+    else:
+        mask_path = str(tmp_path / "mask.nii.gz")
+    a = synth.synthesize(mask_path, 7, "case", **kw)
+    b = synth.synthesize(mask_path, 7, "case", **kw)
+    assert a["image"].shape == m.shape and a["image"].dtype == np.float32
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["mask"], m)
+    assert (a["image"][m == 0] == 0).all()
+    assert a["record"]["informed"]["mode"] == mode
+    paths = synth.write(a, str(tmp_path / "out"), f"case_{mode}")
+    img = nib.load(paths["image"])
+    np.testing.assert_allclose(img.affine, aff, atol=1e-5)
+    np.testing.assert_allclose(img.header.get_zooms(), nib.load(mask_path).header.get_zooms(), atol=1e-5)
+    rec = json.load(open(paths["record"]))
+    assert rec["seed"] == 7 and rec["sampler"]["steps"] == 3 and os.path.isfile(paths["preview"])
+    with pytest.raises(Gem3dInputError, match="already exist"):
+        synth.write(a, str(tmp_path / "out"), f"case_{mode}")
+
+
+def test_augmentation_changes_the_mask_and_is_recorded(tiny, tmp_path):
+    _oblique_mask(tmp_path / "mask.nii.gz")
+    synth = build_synthesizer(tiny, augment="mri")
+    synth.sampler.progress = False
+    out = synth.synthesize(str(tmp_path / "mask.nii.gz"), 3, "c", informed={"mode": "ig"})
+    aug = out["record"]["augmentation"]
+    assert {"flip_lr", "rotation_deg", "tumour_shift_fraction"} <= set(aug)
+    assert all(abs(d) <= 2.5 for d in aug["rotation_deg"])
+    assert out["mask"].shape == (40, 28, 11)
+    ct = build_synthesizer(tiny, augment="ct").augment
+    assert not ct.flip and ct.max_shift_fraction == 0 and ct.max_rotation_deg == 2.5
+
+
+def test_bad_input_is_refused_before_any_output(tiny, tiny_demo, tmp_path):
+    synth = build_synthesizer(tiny)
+    synth.sampler.progress = False
+    save_nifti(np.zeros((8, 8, 8), np.int16), np.eye(4), str(tmp_path / "empty.nii.gz"))
+    save_nifti(np.ones((8, 8), np.int16), np.eye(4), str(tmp_path / "flat.nii.gz"))
+    save_nifti(np.full((8, 8, 8), 9, np.int16), np.eye(4), str(tmp_path / "labels.nii.gz"))
+    _oblique_mask(tmp_path / "ok.nii.gz")
+    cases = [
+        (str(tmp_path / "empty.nii.gz"), {}, "empty"),
+        (str(tmp_path / "flat.nii.gz"), {}, "rank 2"),
+        (str(tmp_path / "labels.nii.gz"), {}, "outside the label set"),
+        (str(tmp_path / "missing.nii.gz"), {}, "not found"),
+        (str(tmp_path / "ok.nii.gz"), {"informed": {"mode": "file", "file": str(tmp_path / "nope.nii.gz")}}, "not found"),
+        (str(tmp_path / "ok.nii.gz"), {"informed": {"mode": "file", "file": str(tmp_path / "ok.nii.gz"), "slice": 99}}, "outside"),
+        (str(tmp_path / "ok.nii.gz"), {"position": 1.5}, r"\[0, 1\]"),
+        (str(tmp_path / "ok.nii.gz"), {"informed": {"mode": "xx"}}, "mode must be"),
+    ]
+    for path, kw, match in cases:
+        with pytest.raises(Gem3dInputError, match=match):
+            synth.synthesize(path, 0, "c", **kw)
+    with pytest.raises(RuntimeError) as info:  # the config parser wraps the constructor's error
+        build_synthesizer(tiny, overlap=8)
+    assert isinstance(info.value.__cause__, Gem3dInputError) and "n > h" in str(info.value.__cause__)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_main_job_runs_as_a_bundle(tiny, tiny_demo, tmp_path):
+    out = tmp_path / "synth"
+    proc = run_bundle(["inference.json"], {**tiny, "output_dir": str(out)})
+    d = json.load(open(out / "datalist.json"))
+    assert len(d["training"]) == 2
+    for entry in d["training"]:
+        img = nib.load(str(out / entry["image"]))
+        lab = nib.load(str(out / entry["label"]))
+        assert img.shape == lab.shape == (32, 32, 32)
+        np.testing.assert_allclose(img.affine, lab.affine)
+    assert len(os.listdir(out / "previews")) == 2 and len(os.listdir(out / "records")) == 2
+    # a second run refuses to overwrite and exits non-zero, leaving the first run's files
+    before = sorted(os.listdir(out / "images"))
+    again = run_bundle(["inference.json"], {**tiny, "output_dir": str(out)}, check=False)
+    assert again.returncode != 0 and "already exist" in (again.stdout + again.stderr)
+    assert sorted(os.listdir(out / "images")) == before
+    del proc
+
+
+def test_unwritable_output_folder_fails_cleanly(tiny, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")  # a folder cannot be created below a file, even by root
+    proc = run_bundle(["inference.json"], {**tiny, "output_dir": str(blocker / "out")}, check=False)
+    assert proc.returncode != 0
+    assert "a_file/out" in proc.stdout + proc.stderr and blocker.read_text() == "not a folder"

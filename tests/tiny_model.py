@@ -1,0 +1,51 @@
+"""A tiny GEM-3D (random weights, small channels) declared by the real configs plus overrides, for fast tests."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from conftest import CONFIGS
+from monai.bundle import ConfigParser
+
+TINY_OVERRIDES = {
+    "image_size": 32,
+    "window": 8,
+    "steps": 3,
+    "autoencoder_def#channels": [8, 8, 8],
+    "autoencoder_def#norm_num_groups": 4,
+    "window_unet_def#unet#channels": [16, 16, 16],
+    "window_unet_def#unet#norm_num_groups": 8,
+    "window_unet_def#unet#num_head_channels": 8,
+    "informed_unet_def#unet#channels": [16, 16, 16],
+    "informed_unet_def#unet#norm_num_groups": 8,
+    "informed_unet_def#unet#num_head_channels": 8,
+}
+
+
+def parser_with(overrides: dict, configs=("inference.json",)) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([os.path.join(CONFIGS, c) for c in configs])
+    parser.read_meta(os.path.join(CONFIGS, "metadata.json"))
+    parser.update(overrides)
+    return parser
+
+
+def make_tiny_model(model_dir: str, dataset_dir: str) -> dict:
+    """Write random tiny weights + latent scale into ``model_dir``; return the overrides that select them."""
+    os.makedirs(model_dir, exist_ok=True)
+    overrides = {**TINY_OVERRIDES, "model_dir": model_dir, "dataset_dir": dataset_dir}
+    parser = parser_with(overrides)
+    torch.manual_seed(0)
+    torch.save(parser.get_parsed_content("autoencoder_def").state_dict(), os.path.join(model_dir, "autoencoder.pt"))
+    torch.save(parser.get_parsed_content("window_unet_def").state_dict(), os.path.join(model_dir, "volume.pt"))
+    torch.save(parser.get_parsed_content("informed_unet_def").state_dict(), os.path.join(model_dir, "informed.pt"))
+    with open(os.path.join(model_dir, "latent_scale.json"), "w") as f:
+        json.dump({"scale": 1.0}, f)
+    return overrides
+
+
+def build_synthesizer(overrides: dict, **extra):
+    parser = parser_with({**overrides, **extra})
+    return parser.get_parsed_content("inferer")
