@@ -133,3 +133,28 @@ def test_unwritable_output_folder_fails_cleanly(tiny, tmp_path):
     proc = run_bundle(["inference.json"], {**tiny, "output_dir": str(blocker / "out")}, check=False)
     assert proc.returncode != 0
     assert "a_file/out" in proc.stdout + proc.stderr and blocker.read_text() == "not a folder"
+
+
+def test_enhancement_shards_over_two_ranks_without_loss_or_repeat(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import CONFIGS, ROOT
+
+    out = tmp_path / "enhanced"
+    files = [os.path.join(CONFIGS, c) for c in ("inference.json", "enhance.json")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29544",
+           "-m", "monai.bundle", "run", "--config_file", str(files)]
+    for k, v in {**tiny, "output_dir": str(out), "repeats": 2, "limit": 3}.items():
+        cmd += [f"--{k}", v if isinstance(v, str) else repr(v)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = [json.load(open(out / "records" / f)) for f in sorted(os.listdir(out / "records"))]
+    names = [os.path.basename(r["outputs"]["image"]) for r in records]
+    assert len(records) == 6 and len(set(names)) == 6  # 3 cases x 2 repeats, each once
+    assert {r["seed"] for r in records} == set(range(6))
+    d = json.load(open(out / "datalist.json"))
+    assert sorted(os.path.basename(e["image"]) for e in d["training"]) == sorted(names)
+    ranks = {line.split("]")[0] for line in proc.stdout.splitlines() if line.startswith("[rank")}
+    assert ranks == {"[rank 0", "[rank 1"}

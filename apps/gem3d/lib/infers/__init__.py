@@ -1,0 +1,1 @@
+from .synthesis import SynthesisTask  # noqa: F401

@@ -1,0 +1,126 @@
+"""The synthesis infer task: a mask in, a synthetic image volume out, also stored in the datastore."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+
+import nibabel as nib
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from ..server import RequestError
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_PREFIX = "gem3d_"
+PARAMS = {
+    "seed": 0,
+    "steps": 50,
+    "position": 0.5,
+    "informed": "image",  # "image" (the request's own image), "ig", or another datastore image id
+    "informed_slice": -1,  # -1: the slice at `position`
+    "augment": "none",  # none | mri | ct
+}
+
+
+def _as_int(params, key, lo, hi):
+    value = params.get(key, PARAMS[key])
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"parameter '{key}' must be an integer, got {params.get(key)!r}") from None
+    if not lo <= value <= hi:
+        raise RequestError(f"parameter '{key}' must lie in [{lo}, {hi}], got {value}")
+    return value
+
+
+def _as_float(params, key, lo, hi):
+    try:
+        value = float(params.get(key, PARAMS[key]))
+    except (TypeError, ValueError):
+        raise RequestError(f"parameter '{key}' must be a number, got {params.get(key)!r}") from None
+    if not lo <= value <= hi:
+        raise RequestError(f"parameter '{key}' must lie in [{lo}, {hi}], got {value}")
+    return value
+
+
+class SynthesisTask(InferTask):
+    """GEM-3D: synthesize an image volume for a mask (uploaded, or the image's saved label)."""
+
+    def __init__(self, synthesizer, datastore_fn, description: str):
+        super().__init__(
+            type=InferType.OTHERS, labels=None, dimension=3, description=description,
+            config={**PARAMS, "result_extension": ".nii.gz", "result_dtype": "float32"},
+        )
+        self.synth = synthesizer
+        self.datastore_fn = datastore_fn
+
+    def is_valid(self) -> bool:
+        return True
+
+    def info(self):
+        info = super().info()
+        info["output"] = "image"
+        info["params"] = {
+            "seed": "integer >= 0", "steps": "DDIM steps, 1..1000", "position": "start position p in [0, 1]",
+            "informed": "'image' | 'ig' | <datastore image id>", "informed_slice": "-1 or a slice index",
+            "augment": "none | mri | ct",
+        }
+        return info
+
+    def _mask_path(self, request, image_id) -> str:
+        upload = request.get("label")
+        if upload:
+            return upload  # the app has checked that this is the server's own upload file
+        ds = self.datastore_fn()
+        for tag in ("final", "original"):
+            path = ds.get_label_uri(image_id, tag)
+            if path:
+                return path
+        raise RequestError(f"no mask: upload one as 'label' or save a label for image {image_id!r}")
+
+    def __call__(self, request):
+        ds = self.datastore_fn()
+        image_id = request["image_id"]
+        image_path = request["image"]
+        seed = _as_int(request, "seed", 0, 2**31 - 1)
+        steps = _as_int(request, "steps", 1, 1000)
+        position = _as_float(request, "position", 0.0, 1.0)
+        augment = str(request.get("augment", "none"))
+        if augment not in ("none", "mri", "ct"):
+            raise RequestError(f"parameter 'augment' must be none, mri or ct, got {augment!r}")
+        informed_slice = _as_int(request, "informed_slice", -1, 100000)
+        source = str(request.get("informed", "image"))
+        slice_ = None if informed_slice < 0 else informed_slice
+        if source == "image":
+            informed = {"mode": "true", "slice": slice_}
+        elif source == "ig":
+            informed = {"mode": "ig"}
+        else:
+            other = ds.get_image_uri(source)
+            if not other:
+                raise RequestError(f"informed image {source!r} is not in the datastore")
+            informed = {"mode": "file", "file": other, "slice": slice_}
+        mask_path = self._mask_path(request, image_id)
+        mask_shape = tuple(nib.load(mask_path).shape)
+        image_shape = tuple(nib.load(image_path).shape)
+        if mask_shape[:3] != image_shape[:3]:
+            raise RequestError(f"the mask's shape {mask_shape} differs from image {image_id!r}'s shape {image_shape}")
+        self.synth.settings.steps = steps
+        self.synth.augment = type(self.synth.augment).preset(augment)
+        start = time.time()
+        result = self.synth.synthesize(mask_path, seed, image_id, image_path=image_path, informed=informed,
+                                       position=position)
+        new_id = f"{SYNTHETIC_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '_', image_id)}_s{seed}"
+        folder = tempfile.mkdtemp(prefix="gem3d_")
+        paths = self.synth.write(result, folder, new_id, overwrite=True)
+        record = result["record"]
+        ds.add_image(new_id, paths["image"], {"gem3d": json.loads(json.dumps(record, default=str))})
+        ds.save_label(new_id, paths["label"], "final", {"gem3d_mask_of": image_id})
+        out = paths["image"]  # the response is the image; the temp folder goes after sending
+        logger.info(f"synthesized {new_id} in {time.time() - start:.1f} s")
+        return out, {"synthetic_image_id": new_id, "seconds": round(time.time() - start, 2), **record}

@@ -1,0 +1,83 @@
+"""Two changes to MONAI Label 0.8.5's HTTP layer that a generative task needs.
+
+1. ``POST /infer/{model}`` is an ``async def`` that runs inference synchronously, which blocks the event loop
+   for the whole generation (no ``/info``, no datastore calls meanwhile). It is re-registered here as a plain
+   ``def`` endpoint, which FastAPI runs in its thread pool, so the server keeps answering.
+2. Bad requests (our ``RequestError``) become HTTP 422 with the message, instead of a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from fastapi import BackgroundTasks, Depends, File, Form, HTTPException, UploadFile
+from fastapi.routing import APIRoute
+
+logger = logging.getLogger(__name__)
+
+
+class RequestError(ValueError):
+    """A request the app refuses: the message says what is wrong."""
+
+
+def _unwrap(exc: BaseException) -> RequestError | None:
+    while exc is not None:
+        if isinstance(exc, RequestError) or type(exc).__name__ == "Gem3dInputError":
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def install_threaded_infer_route() -> bool:
+    from monailabel.app import app
+    from monailabel.config import settings
+    from monailabel.endpoints.infer import ResultType, run_inference
+    from monailabel.endpoints.user.auth import RBAC, User
+
+    path = settings.MONAI_LABEL_API_STR + "/infer/{model}"
+
+    def api_run_inference(
+        background_tasks: BackgroundTasks,
+        model: str,
+        image: str = "",
+        session_id: str = "",
+        params: str = Form("{}"),
+        file: UploadFile = File(None),
+        label: UploadFile = File(None),
+        output: Optional[ResultType] = None,
+        user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER)),
+    ):
+        try:
+            return run_inference(background_tasks, model, image, session_id, params, file, label, output)
+        except HTTPException:
+            raise
+        except Exception as exc:
+            err = _unwrap(exc)
+            if err is None:
+                raise
+            logger.warning(f"rejected infer request: {err}")
+            raise HTTPException(status_code=422, detail=str(err)) from exc
+
+    from monailabel.endpoints import infer as infer_endpoints
+
+    replaced = False
+    # FastAPI >= 0.120 resolves included routers lazily from the original router: replace the route there.
+    router = infer_endpoints.router
+    for route in list(router.routes):
+        if isinstance(route, APIRoute) and route.path == "/infer/{model}" and "POST" in route.methods:
+            router.routes.remove(route)
+            router.add_api_route("/{model}", api_run_inference, methods=["POST"], summary=route.summary,
+                                 responses=route.responses)
+            replaced = True
+    # Older FastAPI copies routes into the app at include time: replace the copy too.
+    for i, route in enumerate(app.router.routes):
+        if isinstance(route, APIRoute) and route.path == path and "POST" in route.methods:
+            app.router.routes[i] = APIRoute(
+                path, api_run_inference, methods=["POST"], summary=route.summary, tags=route.tags,
+                responses=route.responses,
+            )
+            replaced = True
+    if not replaced:
+        logger.warning(f"route {path} not found; inference runs on the event loop")
+    return replaced

@@ -1,0 +1,1 @@
+from .synthetic import NextSynthetic  # noqa: F401

@@ -1,0 +1,106 @@
+"""Training configs end to end on a tiny demo set; stage-2 freezing; resumption; DDP on CPU; bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import CONFIGS, ROOT, run_bundle
+from tiny_model import TINY_OVERRIDES, make_tiny_model, parser_with
+
+DIFF = ["inference.json", "train_diffusion.json"]
+FAST = {"samples_per_epoch": 4, "val_samples": 2, "batch_size": 2, "val_interval": 1}
+
+
+@pytest.fixture(scope="module")
+def stage_dirs(tmp_path_factory, tiny_demo):
+    root = tmp_path_factory.mktemp("train")
+    overrides = make_tiny_model(str(root / "models"), os.path.dirname(tiny_demo))
+    overrides.update({"run_dir": str(root / "runs"), "cache_dir": str(root / "cache")})
+    return root, overrides
+
+
+def _trainer_iteration(stage_dir):
+    ckpt = torch.load(os.path.join(stage_dir, "checkpoint_final.pt"), map_location="cpu", weights_only=False)
+    return ckpt["trainer"]["iteration"], ckpt["trainer"]["epoch"]
+
+
+def test_autoencoder_trains_and_resumes(stage_dirs):
+    root, ov = stage_dirs
+    ov = {**ov, "model_dir": str(root / "ae_models"), "batch_size": 16, "limit_volumes": 2}
+    run_bundle(["inference.json", "train_autoencoder.json"], {**ov, "max_epochs": 1, "val_interval": 1})
+    it1, ep1 = _trainer_iteration(root / "runs" / "autoencoder")
+    assert ep1 == 1 and it1 > 0
+    assert os.path.isfile(root / "ae_models" / "autoencoder.pt")
+    assert os.path.isfile(root / "runs" / "autoencoder" / "autoencoder_curve.png")
+    proc = run_bundle(["inference.json", "train_autoencoder.json"], {**ov, "max_epochs": 2, "val_interval": 1})
+    it2, ep2 = _trainer_iteration(root / "runs" / "autoencoder")
+    assert "resuming from" in proc.stdout and ep2 == 2 and it2 == 2 * it1
+
+
+def test_window_volume_informed_stages_run(stage_dirs):
+    root, ov = stage_dirs
+    run_bundle([*DIFF, "train_window.json"], {**ov, **FAST, "max_epochs": 1})
+    assert os.path.isfile(os.path.join(ov["model_dir"], "window.pt"))
+    assert json.load(open(os.path.join(ov["model_dir"], "latent_scale.json")))["scale"] > 0
+    run_bundle([*DIFF, "train_volume.json"], {**ov, **FAST, "max_epochs": 1})
+    vol = torch.load(os.path.join(ov["model_dir"], "volume.pt"), weights_only=True)
+    win = torch.load(os.path.join(ov["model_dir"], "window.pt"), weights_only=True)
+    assert any(k.startswith("temporal.") for k in vol)
+    for k, v in win.items():  # stage 2 trained only the new layers: the EMA copy of frozen weights is unchanged
+        assert torch.equal(vol[k], v), k
+    run_bundle([*DIFF, "train_informed.json"], {**ov, **FAST, "max_epochs": 1, "batch_size": 8})
+    assert os.path.isfile(os.path.join(ov["model_dir"], "informed.pt"))
+
+
+def test_stage2_freezes_stage1_and_starts_at_its_function(tmp_path):
+    parser = parser_with({**TINY_OVERRIDES, "window_temporal": False})
+    stage1 = parser.get_parsed_content("window_unet_def")
+    torch.save(stage1.state_dict(), tmp_path / "window.pt")
+    from scripts.engines.stages import volume_network
+
+    stage2 = volume_network(parser_with({**TINY_OVERRIDES, "window_temporal": True}).get_parsed_content(
+        "window_unet_def"), str(tmp_path / "window.pt"), "cpu")
+    x, t = torch.randn(2, 14, 8, 8, 8), torch.tensor([10, 900])
+    with torch.no_grad():
+        assert torch.equal(stage1(x, t), stage2(x, t))  # identity / zero initialisation
+    before = {k: v.clone() for k, v in stage2.unet.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in stage2.parameters() if p.requires_grad], lr=1e-2)
+    stage2(x, t).pow(2).mean().backward()
+    opt.step()
+    assert all(p.grad is None for p in stage2.unet.parameters())  # no gradient is even computed
+    for k, v in stage2.unet.state_dict().items():
+        assert torch.equal(before[k], v), k
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage2.temporal.parameters())
+
+
+def test_multi_gpu_override_runs_two_cpu_processes(stage_dirs, tmp_path):
+    root, ov = stage_dirs
+    ov = {**ov, **FAST, "max_epochs": 1, "run_dir": str(tmp_path / "runs"), "samples_per_epoch": 8}
+    files = [os.path.join(CONFIGS, c) for c in [*DIFF, "train_window.json", "multi_gpu_train.json"]]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "monai.bundle", "run", "--config_file", str(files)]
+    for k, v in ov.items():
+        cmd += [f"--{k}", v if isinstance(v, str) else repr(v)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    it, _ = _trainer_iteration(tmp_path / "runs" / "window")
+    assert it == 2  # 8 samples, 2 ranks, batch 2: each rank runs 2 iterations
+
+
+def test_bad_training_input_fails_before_long_work(stage_dirs, tmp_path):
+    _, ov = stage_dirs
+    proc = run_bundle([*DIFF, "train_window.json"], {**ov, "dataset_dir": str(tmp_path / "nothing")}, check=False)
+    assert proc.returncode != 0 and "datalist not found" in proc.stdout + proc.stderr
+    proc = run_bundle([*DIFF, "train_window.json"], {**ov, "window": 64}, check=False)
+    assert proc.returncode != 0 and "fewer slices than the window" in proc.stdout + proc.stderr
+    bad = tmp_path / "models"
+    shutil.copytree(ov["model_dir"], bad)
+    torch.save({"nonsense": torch.zeros(1)}, bad / "autoencoder.pt")
+    proc = run_bundle([*DIFF, "train_window.json"], {**ov, "model_dir": str(bad), "cache_dir": str(tmp_path / "c")},
+                      check=False)
+    assert proc.returncode != 0 and "do not match the network" in proc.stdout + proc.stderr
