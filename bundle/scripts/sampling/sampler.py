@@ -24,6 +24,7 @@ class SamplerSettings:
     steps: int = 50
     eta: float = 1.0
     batch_waves: bool = True  # denoise the up and down windows of a wave together
+    inpaint: bool = True  # False: the ablation without overlap inpainting (known slices are not enforced)
 
 
 class PropagationSampler:
@@ -68,11 +69,14 @@ class PropagationSampler:
             x = torch.randn(clean.shape, generator=generator).to(device)
             for t in self.scheduler.timesteps:
                 t_dev = t.to(device)
-                x = self.inpaint(x, clean, known, t_dev, generator)
+                if s.inpaint:
+                    x = self.inpaint(x, clean, known, t_dev, generator)
                 pred = self.network(torch.cat([x, cond], dim=1), t_dev.expand(x.shape[0]))
                 x, _ = self.scheduler.step(pred, t.item(), x, eta=s.eta, generator=generator)
                 bar.update(1)
-            x = torch.where(known.view(known.shape[0], 1, -1, 1, 1), clean, x).float().cpu()
+            if s.inpaint:
+                x = torch.where(known.view(known.shape[0], 1, -1, 1, 1), clean, x)
+            x = x.float().cpu()
             for b, w in enumerate(group):
                 for z in w.new:
                     if written[z]:

@@ -32,11 +32,13 @@ class Synthesizer:
         self, model, image_size: int, num_labels: int, modality: str = "mri", latent_channels: int = 4,
         window: int = 16, overlap: int = 1, steps: int = 50, eta: float = 1.0, position: float = 0.5,
         informed: dict | None = None, augment: str = "none", zero_background: bool = True, progress: bool = True,
+        inpaint: bool = True,
     ):
         self.model = model
         self.cfg = {"image_size": int(image_size), "num_labels": int(num_labels), "modality": modality,
                     "latent_channels": int(latent_channels), "steps": int(steps), "eta": float(eta)}
-        self.settings = SamplerSettings(window=int(window), overlap=int(overlap), steps=int(steps), eta=float(eta))
+        self.settings = SamplerSettings(window=int(window), overlap=int(overlap), steps=int(steps), eta=float(eta),
+                                        inpaint=bool(inpaint))
         check_parameters(1, self.settings.window, self.settings.overlap, position)
         if self.settings.steps < 1:
             raise Gem3dInputError(f"steps must be >= 1, got {steps}")

@@ -1,0 +1,107 @@
+"""Speed and memory of synthesis: wall time per volume, UNet forwards, FLOPs per forward, FLOP/s, peak memory,
+and the time split between denoising, decoding and I/O; for several volume sizes and sampler settings.
+
+Prints a table and writes JSON. Figures, not assertions: this is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .data.demo_phantom import make_patient
+from .io import save_json, save_nifti
+
+
+class _CountingNet(torch.nn.Module):
+    """Wraps the window UNet to count forwards and time them."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls, self.seconds = net, 0, 0.0
+
+    def forward(self, x, t):
+        start = time.perf_counter()
+        out = self.net(x, t)
+        self.seconds += time.perf_counter() - start
+        self.calls += x.shape[0]  # one forward per window (a wave batch holds several)
+        return out
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def flops_per_window_forward(net, channels: int, window: int, latent: int) -> int:
+    x = torch.zeros(1, channels, window, latent, latent)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net(x, torch.tensor([500]))
+    return int(counter.get_total_flops())
+
+
+def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: int = 0, native: bool = False):
+    """``sizes``: [[H, W, Z], ...]; ``settings``: sampler overrides per row (steps, eta, batch_waves).
+
+    ``native``: run the networks at each volume's own in-plane size instead of the trained model size (the
+    networks are fully convolutional), to measure cost and memory at 128^2 or 256^2; quality is then meaningless.
+    """
+    model = synth.model
+    rows = []
+    base = {"steps": synth.settings.steps, "eta": synth.settings.eta, "batch_waves": synth.settings.batch_waves}
+    counting = _CountingNet(model.window_net)
+    synth.sampler.network = counting
+    synth.sampler.progress = False
+    trained_size = synth.cfg["image_size"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            # the latent must survive the UNet's two downsamplings: in-plane sizes are multiples of 16
+            synth.cfg["image_size"] = int(-(-max(size[:2]) // 16) * 16) if native else trained_size
+            side = synth.cfg["image_size"]
+            latent = model.encode(np.zeros((1, side, side), np.float32)).shape[-1]
+            flops = flops_per_window_forward(model.window_net, model.window_net.unet.in_channels,
+                                             synth.settings.window, latent)
+            patient = make_patient(tuple(size), seed=seed + 12345)
+            mask_path = os.path.join(tmp, f"mask_{'x'.join(map(str, size))}.nii.gz")
+            save_nifti(patient["label"], patient["affine"], mask_path)
+            for s in settings:
+                cfg = {**base, **s}
+                synth.settings.steps, synth.settings.eta = int(cfg["steps"]), float(cfg["eta"])
+                synth.settings.batch_waves = bool(cfg["batch_waves"])
+                counting.calls, counting.seconds = 0, 0.0
+                decode_s = [0.0]
+                decode = model.decode
+
+                def timed_decode(lat, decode=decode):
+                    t = time.perf_counter()
+                    out = decode(lat)
+                    decode_s[0] += time.perf_counter() - t
+                    return out
+
+                model.decode = timed_decode
+                start = time.perf_counter()
+                result = synth.synthesize(mask_path, seed, "bench", informed={"mode": "ig"})
+                t_io = time.perf_counter()
+                synth.write(result, os.path.join(tmp, "out"), f"b_{len(rows)}", overwrite=True)
+                io_s = time.perf_counter() - t_io
+                total = time.perf_counter() - start
+                model.decode = decode
+                row = {
+                    "size": list(size), "model_in_plane": synth.cfg["image_size"], **cfg, "seconds_per_volume": round(total, 2),
+                    "window_forwards": counting.calls, "gflops_per_window_forward": round(flops / 1e9, 2),
+                    "achieved_gflops_per_s": round(flops * counting.calls / max(counting.seconds, 1e-9) / 1e9, 1),
+                    "denoise_s": round(counting.seconds, 2), "decode_s": round(decode_s[0], 2),
+                    "io_s": round(io_s, 2), "peak_rss_mb": round(_peak_rss_mb(), 0),
+                }
+                rows.append(row)
+                print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    synth.sampler.network = model.window_net
+    synth.cfg["image_size"] = trained_size
+    save_json({"device": str(model.device), "torch_threads": torch.get_num_threads(), "rows": rows},
+              output_file, overwrite=True)
+    return rows

@@ -1,0 +1,3 @@
+"""Metrics of synthetic volumes: FID per plane, fidelity, diversity and privacy."""
+
+from . import features, fidelity, fid  # noqa: F401

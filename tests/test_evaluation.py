@@ -1,0 +1,34 @@
+"""evaluate.json and benchmark.json end to end on a tiny model (figures are not checked for speed)."""
+
+import json
+import os
+
+import torch
+from conftest import run_bundle
+from tiny_model import TINY_OVERRIDES, make_tiny_model, parser_with
+
+
+def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
+    ov = make_tiny_model(str(tmp_path / "models"), os.path.dirname(tiny_demo))
+    stage1 = parser_with({**TINY_OVERRIDES, "window_temporal": False}).get_parsed_content("window_unet_def")
+    torch.save(stage1.state_dict(), tmp_path / "models" / "window.pt")
+    out = tmp_path / "eval"
+    run_bundle(["inference.json", "evaluate.json"], {**ov, "eval_dir": str(out), "eval_limit": 1})
+    metrics = json.load(open(out / "metrics.json"))
+    for row in ("gem3d_ic", "gem3d_ig", "gem3d_true", "stage1_only_true", "no_inpainting_true"):
+        assert {"fid_a", "fid_c", "fid_s", "max_nearest_training_corr"} <= set(metrics[row]), row
+        assert metrics[row]["volumes"] == 2
+    assert "ms_ssim" in metrics["gem3d_true"] and "ms_ssim" not in metrics["gem3d_ic"]
+    assert metrics["gem3d_true"]["diversity_ms_ssim"] is not None
+    assert "| gem3d_true |" in (out / "report.md").read_text()
+    assert (out / "metrics.png").is_file() and (out / "previews" / "real.png").is_file()
+
+
+def test_benchmark_prints_figures(tmp_path, tiny_demo):
+    ov = make_tiny_model(str(tmp_path / "models"), os.path.dirname(tiny_demo))
+    proc = run_bundle(["inference.json", "benchmark.json"], {
+        **ov, "bench_sizes": [[24, 24, 12]], "bench_settings": [{"steps": 2, "eta": 1.0, "batch_waves": True}],
+        "bench_output": str(tmp_path / "bench.json"), "bench_native_resolution": True})
+    rows = json.load(open(tmp_path / "bench.json"))["rows"]
+    assert rows[0]["window_forwards"] > 0 and rows[0]["gflops_per_window_forward"] > 0
+    assert "seconds_per_volume=" in proc.stdout

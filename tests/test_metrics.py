@@ -1,0 +1,59 @@
+"""Metrics on small known inputs."""
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.nets import AutoencoderKL
+from scripts.data.demo_phantom import make_patient
+from scripts.errors import Gem3dInputError
+from scripts.metrics.features import EncoderFeatures, radimagenet_resnet50
+from scripts.metrics.fid import features_per_plane, fid_per_plane
+from scripts.metrics.fidelity import nearest_training_similarity, pairwise_ms_ssim, slice_fidelity
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    torch.manual_seed(0)
+    ae = AutoencoderKL(spatial_dims=2, in_channels=1, out_channels=1, channels=[8, 8, 8], latent_channels=4,
+                       num_res_blocks=1, norm_num_groups=4, attention_levels=[False] * 3,
+                       with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+    return EncoderFeatures(ae)
+
+
+def test_fid_zero_for_identical_sets_and_larger_for_shifted(extractor):
+    vols = [make_patient((32, 32, 32), seed=s)["image"] for s in range(4)]
+    real = features_per_plane(vols, extractor, 32)
+    same = fid_per_plane(real, features_per_plane(vols, extractor, 32))
+    assert all(abs(v) < 1e-3 for v in same.values()), same
+    other = features_per_plane([make_patient((32, 32, 32), seed=s)["image"] for s in range(4, 8)], extractor, 32)
+    rng = np.random.default_rng(0)  # another distribution: inverted contrast and heavy noise
+    shifted = features_per_plane([np.clip(1 - v + rng.normal(0, 0.2, v.shape), 0, 1) * (v > 0) for v in vols],
+                                 extractor, 32)
+    near, far = fid_per_plane(real, other), fid_per_plane(real, shifted)
+    assert all(far[k] > near[k] > 0 for k in far), (near, far)
+
+
+def test_fidelity_identity_and_degradation():
+    p = make_patient((32, 32, 32), seed=1)
+    same = slice_fidelity(p["image"], p["image"], p["label"])
+    assert same["ms_ssim"] == pytest.approx(1.0, abs=1e-4) and same["ssim"] == pytest.approx(1.0, abs=1e-4)
+    noisy = np.clip(p["image"] + np.random.default_rng(0).normal(0, 0.1, p["image"].shape), 0, 1)
+    worse = slice_fidelity(noisy.astype(np.float32), p["image"], p["label"])
+    assert worse["ms_ssim"] < 0.99 and worse["psnr"] < 25 and worse["ssim"] < same["ssim"]
+
+
+def test_diversity_and_privacy():
+    vols = [make_patient((32, 32, 32), seed=s)["image"] for s in range(3)]
+    assert pairwise_ms_ssim([vols[0], vols[0]]) == pytest.approx(1.0, abs=1e-4)
+    assert pairwise_ms_ssim(vols) < 0.99
+    near = nearest_training_similarity(vols[1], vols)
+    assert near["nearest_training_index"] == 1 and near["nearest_training_corr"] == pytest.approx(1.0)
+
+
+def test_radimagenet_loader_fails_clearly_offline(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load", offline)
+    with pytest.raises(Gem3dInputError, match="internet access"):
+        radimagenet_resnet50()
