@@ -13,8 +13,16 @@ SCHEMA = os.path.join(os.path.dirname(ROOT), "shared", "schemas", "meta_schema_2
 
 def test_metadata_validates_against_schema():
     assert os.path.isfile(SCHEMA), f"schema missing at {SCHEMA}"
-    cmd = [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
-           os.path.join(CONFIGS, "metadata.json"), "--filepath", SCHEMA]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "verify_metadata",
+        "--meta_file",
+        os.path.join(CONFIGS, "metadata.json"),
+        "--filepath",
+        SCHEMA,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "verified with no error" in proc.stdout + proc.stderr

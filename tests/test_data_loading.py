@@ -111,10 +111,20 @@ def test_msd_task01_folder_is_read_with_flair_and_mapped_labels(tmp_path):
         nib.save(nib.Nifti1Image(img, np.diag([1, 1, 2, 1.0])), str(task / "imagesTr" / f"BRATS_{i:03d}.nii.gz"))
         nib.save(nib.Nifti1Image(lab, np.diag([1, 1, 2, 1.0])), str(task / "labelsTr" / f"BRATS_{i:03d}.nii.gz"))
         entries.append({"image": f"./imagesTr/BRATS_{i:03d}.nii.gz", "label": f"./labelsTr/BRATS_{i:03d}.nii.gz"})
-    meta = {"name": "BRATS", "description": "fake", "reference": "fake", "licence": "CC-BY-SA 4.0",
-            "release": "2.0", "tensorImageSize": "4D", "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
-            "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
-            "numTraining": 5, "numTest": 0, "training": entries, "test": []}
+    meta = {
+        "name": "BRATS",
+        "description": "fake",
+        "reference": "fake",
+        "licence": "CC-BY-SA 4.0",
+        "release": "2.0",
+        "tensorImageSize": "4D",
+        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+        "numTraining": 5,
+        "numTest": 0,
+        "training": entries,
+        "test": [],
+    }
     (task / "dataset.json").write_text(json.dumps(meta))
     train = brats_datalist(str(tmp_path), "training", val_frac=0.2)
     val = brats_datalist(str(tmp_path), "validation", val_frac=0.2)

@@ -54,6 +54,7 @@ def test_dataset_files_datalist_and_no_overwrite(tiny_demo):
     np.testing.assert_allclose(img.affine, lab.affine)
     assert not np.allclose(img.affine, np.eye(4))
     assert os.path.isfile(os.path.join(folder, "previews", "demo_000.png"))
+    assert os.stat(os.path.join(folder, item["image"])).st_mode & 0o777 == 0o644  # shared results, not private
     stats = json.load(open(os.path.join(folder, "statistics.json")))
     assert stats["summary"]["patients"] == 6
     # Same spec: reused. Other spec: refused, and the user's files are untouched.

@@ -26,9 +26,16 @@ def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
 
 def test_benchmark_prints_figures(tmp_path, tiny_demo):
     ov = make_tiny_model(str(tmp_path / "models"), os.path.dirname(tiny_demo))
-    proc = run_bundle(["inference.json", "benchmark.json"], {
-        **ov, "bench_sizes": [[24, 24, 12]], "bench_settings": [{"steps": 2, "eta": 1.0, "batch_waves": True}],
-        "bench_output": str(tmp_path / "bench.json"), "bench_native_resolution": True})
+    proc = run_bundle(
+        ["inference.json", "benchmark.json"],
+        {
+            **ov,
+            "bench_sizes": [[24, 24, 12]],
+            "bench_settings": [{"steps": 2, "eta": 1.0, "batch_waves": True}],
+            "bench_output": str(tmp_path / "bench.json"),
+            "bench_native_resolution": True,
+        },
+    )
     rows = json.load(open(tmp_path / "bench.json"))["rows"]
     assert rows[0]["window_forwards"] > 0 and rows[0]["gflops_per_window_forward"] > 0
     assert "seconds_per_volume=" in proc.stdout

@@ -38,12 +38,32 @@ def server(tmp_path_factory, tiny_demo):
         shutil.copy(os.path.join(base, item["label"]), studies / "labels" / "final" / f"{item['id']}.nii.gz")
     port = _free_port()
     log = open(root / "server.log", "w")
-    env = {**os.environ, "OMP_NUM_THREADS": "2",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "2",
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monailabel.main", "start_server", "--app", APP, "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port),
-         "--conf", "overrides", json.dumps(overrides)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "monailabel.main",
+            "start_server",
+            "--app",
+            APP,
+            "--studies",
+            str(studies),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--conf",
+            "overrides",
+            json.dumps(overrides),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,8 +124,9 @@ def test_infer_with_uploaded_mask_returns_image_and_stores_it(server):
     th = threading.Thread(target=probe)
     th.start()
     t0 = time.time()
-    out, params = client.infer("gem3d_synthesis", image_id, {"seed": 3, "result_dtype": "uint8"},
-                               label_in=os.path.join(base, item["label"]))
+    out, params = client.infer(
+        "gem3d_synthesis", image_id, {"seed": 3, "result_dtype": "uint8"}, label_in=os.path.join(base, item["label"])
+    )
     elapsed = time.time() - t0
     th.join()
     params = json.loads(params) if isinstance(params, str) else params
@@ -144,15 +165,23 @@ def test_infer_with_saved_label_and_other_informed_image(server):
     ],
 )
 def test_bad_requests_get_4xx_and_server_keeps_serving(server, params, label, match):
-    ids = sorted(i for i in requests.get(server["url"] + "/datastore/?output=all", timeout=10).json()["objects"]
-                 if not i.startswith("gem3d_"))
+    ids = sorted(
+        i
+        for i in requests.get(server["url"] + "/datastore/?output=all", timeout=10).json()["objects"]
+        if not i.startswith("gem3d_")
+    )
     files = {}
     if label == "wrong_shape":
         path = server["root"] / "small.nii.gz"
         nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.int16), np.eye(4)), str(path))
         files = {"label": ("small.nii.gz", open(path, "rb"))}
-    r = requests.post(f"{server['url']}/infer/gem3d_synthesis", params={"image": ids[0]},
-                      data={"params": json.dumps({"steps": 2, **params})}, files=files, timeout=120)
+    r = requests.post(
+        f"{server['url']}/infer/gem3d_synthesis",
+        params={"image": ids[0]},
+        data={"params": json.dumps({"steps": 2, **params})},
+        files=files,
+        timeout=120,
+    )
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
     assert __import__("re").search(match, r.text), r.text[:500]
     assert requests.get(server["url"] + "/info/", timeout=10).status_code == 200
@@ -163,17 +192,23 @@ def test_request_without_any_mask_and_path_as_image_are_refused(server):
     path = server["root"] / "nolabel.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 32), np.float32), np.eye(4)), str(path))
     image_id = _client(server).upload_image(str(path), image_id="nolabel")["image"]
-    r = requests.post(f"{server['url']}/infer/gem3d_synthesis", params={"image": image_id},
-                      data={"params": "{}"}, timeout=60)
+    r = requests.post(
+        f"{server['url']}/infer/gem3d_synthesis", params={"image": image_id}, data={"params": "{}"}, timeout=60
+    )
     assert r.status_code == 422 and "no mask" in r.text
-    r = requests.post(f"{server['url']}/infer/gem3d_synthesis", params={"image": str(path)},
-                      data={"params": "{}"}, timeout=60)
+    r = requests.post(
+        f"{server['url']}/infer/gem3d_synthesis", params={"image": str(path)}, data={"params": "{}"}, timeout=60
+    )
     assert r.status_code == 422 and "not an image id" in r.text
 
 
 def test_batch_enhancement_runs_in_background_with_progress(server):
-    r = requests.post(f"{server['url']}/batch/infer/gem3d_synthesis", params={"images": "all"},
-                      json={"repeats": 1, "steps": 2, "seed": 100}, timeout=30)
+    r = requests.post(
+        f"{server['url']}/batch/infer/gem3d_synthesis",
+        params={"images": "all"},
+        json={"repeats": 1, "steps": 2, "seed": 100},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     deadline = time.time() + 300
     status = {}

@@ -14,9 +14,18 @@ from scripts.metrics.fidelity import nearest_training_similarity, pairwise_ms_ss
 @pytest.fixture(scope="module")
 def extractor():
     torch.manual_seed(0)
-    ae = AutoencoderKL(spatial_dims=2, in_channels=1, out_channels=1, channels=[8, 8, 8], latent_channels=4,
-                       num_res_blocks=1, norm_num_groups=4, attention_levels=[False] * 3,
-                       with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+    ae = AutoencoderKL(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=1,
+        channels=[8, 8, 8],
+        latent_channels=4,
+        num_res_blocks=1,
+        norm_num_groups=4,
+        attention_levels=[False] * 3,
+        with_encoder_nonlocal_attn=False,
+        with_decoder_nonlocal_attn=False,
+    )
     return EncoderFeatures(ae)
 
 
@@ -27,8 +36,9 @@ def test_fid_zero_for_identical_sets_and_larger_for_shifted(extractor):
     assert all(abs(v) < 1e-3 for v in same.values()), same
     other = features_per_plane([make_patient((32, 32, 32), seed=s)["image"] for s in range(4, 8)], extractor, 32)
     rng = np.random.default_rng(0)  # another distribution: inverted contrast and heavy noise
-    shifted = features_per_plane([np.clip(1 - v + rng.normal(0, 0.2, v.shape), 0, 1) * (v > 0) for v in vols],
-                                 extractor, 32)
+    shifted = features_per_plane(
+        [np.clip(1 - v + rng.normal(0, 0.2, v.shape), 0, 1) * (v > 0) for v in vols], extractor, 32
+    )
     near, far = fid_per_plane(real, other), fid_per_plane(real, shifted)
     assert all(far[k] > near[k] > 0 for k in far), (near, far)
 

@@ -1,7 +1,6 @@
 """The propagation sampler with a recording fake denoiser: schedule, inpainting noise level, determinism."""
 
 import numpy as np
-import pytest
 import torch
 from monai.networks.schedulers import DDIMScheduler
 from scripts.sampling.sampler import PropagationSampler, SamplerSettings
@@ -9,8 +8,14 @@ from scripts.sampling.window_plan import plan_windows, waves
 
 
 def _scheduler():
-    return DDIMScheduler(1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0205,
-                         prediction_type="v_prediction", clip_sample=False)
+    return DDIMScheduler(
+        1000,
+        schedule="scaled_linear_beta",
+        beta_start=0.0015,
+        beta_end=0.0205,
+        prediction_type="v_prediction",
+        clip_sample=False,
+    )
 
 
 class RecordingDenoiser(torch.nn.Module):

@@ -36,8 +36,9 @@ def test_shipped_model_synthesizes_a_brain(tmp_path):
     save_nifti(p["image"], p["affine"], str(tmp_path / "image.nii.gz"))
     synth = parser_with({"steps": 20}).get_parsed_content("inferer")
     synth.sampler.progress = False
-    out = synth.synthesize(str(tmp_path / "mask.nii.gz"), 0, "c", image_path=str(tmp_path / "image.nii.gz"),
-                           informed={"mode": "true"})
+    out = synth.synthesize(
+        str(tmp_path / "mask.nii.gz"), 0, "c", image_path=str(tmp_path / "image.nii.gz"), informed={"mode": "true"}
+    )
     img, lab = out["image"], p["label"]
     brain, edema = img[lab == 1], img[lab == 2]
     assert brain.mean() > 0.2 and img[lab == 0].max() == 0

@@ -42,7 +42,9 @@ def test_modes_keep_geometry_and_are_deterministic(tiny, tiny_demo, tmp_path, mo
     informed = {"mode": mode, "pool": tiny_demo}
     if mode == "file":
         # another in-plane size than the model's: resampled, not rejected
-        save_nifti(np.random.default_rng(0).random((50, 45, 3)).astype(np.float32), np.eye(4), str(tmp_path / "inf.nii.gz"))
+        save_nifti(
+            np.random.default_rng(0).random((50, 45, 3)).astype(np.float32), np.eye(4), str(tmp_path / "inf.nii.gz")
+        )
         informed = {"mode": "file", "file": str(tmp_path / "inf.nii.gz"), "slice": 1}
     synth = build_synthesizer(tiny)
     synth.sampler.progress = False
@@ -94,8 +96,16 @@ def test_bad_input_is_refused_before_any_output(tiny, tiny_demo, tmp_path):
         (str(tmp_path / "flat.nii.gz"), {}, "rank 2"),
         (str(tmp_path / "labels.nii.gz"), {}, "outside the label set"),
         (str(tmp_path / "missing.nii.gz"), {}, "not found"),
-        (str(tmp_path / "ok.nii.gz"), {"informed": {"mode": "file", "file": str(tmp_path / "nope.nii.gz")}}, "not found"),
-        (str(tmp_path / "ok.nii.gz"), {"informed": {"mode": "file", "file": str(tmp_path / "ok.nii.gz"), "slice": 99}}, "outside"),
+        (
+            str(tmp_path / "ok.nii.gz"),
+            {"informed": {"mode": "file", "file": str(tmp_path / "nope.nii.gz")}},
+            "not found",
+        ),
+        (
+            str(tmp_path / "ok.nii.gz"),
+            {"informed": {"mode": "file", "file": str(tmp_path / "ok.nii.gz"), "slice": 99}},
+            "outside",
+        ),
         (str(tmp_path / "ok.nii.gz"), {"position": 1.5}, r"\[0, 1\]"),
         (str(tmp_path / "ok.nii.gz"), {"informed": {"mode": "xx"}}, "mode must be"),
     ]
@@ -143,12 +153,23 @@ def test_enhancement_shards_over_two_ranks_without_loss_or_repeat(tiny, tmp_path
 
     out = tmp_path / "enhanced"
     files = [os.path.join(CONFIGS, c) for c in ("inference.json", "enhance.json")]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29544",
-           "-m", "monai.bundle", "run", "--config_file", str(files)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29544",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(files),
+    ]
     for k, v in {**tiny, "output_dir": str(out), "repeats": 2, "limit": 3}.items():
         cmd += [f"--{k}", v if isinstance(v, str) else repr(v)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = [json.load(open(out / "records" / f)) for f in sorted(os.listdir(out / "records"))]
     names = [os.path.basename(r["outputs"]["image"]) for r in records]

@@ -62,8 +62,11 @@ def test_stage2_freezes_stage1_and_starts_at_its_function(tmp_path):
     torch.save(stage1.state_dict(), tmp_path / "window.pt")
     from scripts.engines.stages import volume_network
 
-    stage2 = volume_network(parser_with({**TINY_OVERRIDES, "window_temporal": True}).get_parsed_content(
-        "window_unet_def"), str(tmp_path / "window.pt"), "cpu")
+    stage2 = volume_network(
+        parser_with({**TINY_OVERRIDES, "window_temporal": True}).get_parsed_content("window_unet_def"),
+        str(tmp_path / "window.pt"),
+        "cpu",
+    )
     x, t = torch.randn(2, 14, 8, 8, 8), torch.tensor([10, 900])
     with torch.no_grad():
         assert torch.equal(stage1(x, t), stage2(x, t))  # identity / zero initialisation
@@ -81,12 +84,23 @@ def test_multi_gpu_override_runs_two_cpu_processes(stage_dirs, tmp_path):
     root, ov = stage_dirs
     ov = {**ov, **FAST, "max_epochs": 1, "run_dir": str(tmp_path / "runs"), "samples_per_epoch": 8}
     files = [os.path.join(CONFIGS, c) for c in [*DIFF, "train_window.json", "multi_gpu_train.json"]]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "monai.bundle", "run", "--config_file", str(files)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(files),
+    ]
     for k, v in ov.items():
         cmd += [f"--{k}", v if isinstance(v, str) else repr(v)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     it, _ = _trainer_iteration(tmp_path / "runs" / "window")
     assert it == 2  # 8 samples, 2 ranks, batch 2: each rank runs 2 iterations
@@ -101,6 +115,7 @@ def test_bad_training_input_fails_before_long_work(stage_dirs, tmp_path):
     bad = tmp_path / "models"
     shutil.copytree(ov["model_dir"], bad)
     torch.save({"nonsense": torch.zeros(1)}, bad / "autoencoder.pt")
-    proc = run_bundle([*DIFF, "train_window.json"], {**ov, "model_dir": str(bad), "cache_dir": str(tmp_path / "c")},
-                      check=False)
+    proc = run_bundle(
+        [*DIFF, "train_window.json"], {**ov, "model_dir": str(bad), "cache_dir": str(tmp_path / "c")}, check=False
+    )
     assert proc.returncode != 0 and "do not match the network" in proc.stdout + proc.stderr

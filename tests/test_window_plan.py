@@ -44,8 +44,13 @@ def test_plan_shapes():
 
 @pytest.mark.parametrize(
     "args,match",
-    [((0, 16, 1, 0.5), "at least 1"), ((10, 4, 4, 0.5), "n > h"), ((10, 4, 0, 0.5), "n > h"),
-     ((10, 4, 1, 1.5), r"\[0, 1\]"), ((10, 4, 1, -0.1), r"\[0, 1\]")],
+    [
+        ((0, 16, 1, 0.5), "at least 1"),
+        ((10, 4, 4, 0.5), "n > h"),
+        ((10, 4, 0, 0.5), "n > h"),
+        ((10, 4, 1, 1.5), r"\[0, 1\]"),
+        ((10, 4, 1, -0.1), r"\[0, 1\]"),
+    ],
 )
 def test_plan_rejects_bad_parameters(args, match):
     with pytest.raises(Gem3dInputError, match=match):

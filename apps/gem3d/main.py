@@ -33,14 +33,19 @@ class MyApp(MONAILabelApp):
         self.synthesizer.sampler.progress = False
         meta = self.parser.get("_meta_", {})
         super().__init__(
-            app_dir=app_dir, studies=studies, conf=conf, name="gem3d",
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="gem3d",
             description="GEM-3D: synthesize 3D image volumes from segmentation masks",
             version=meta.get("version", "0"),
         )
         install_threaded_infer_route()
 
     def init_infers(self):
-        task = lib.infers.SynthesisTask(self.synthesizer, self.datastore, "GEM-3D synthesis of an image volume for a mask")
+        task = lib.infers.SynthesisTask(
+            self.synthesizer, self.datastore, "GEM-3D synthesis of an image volume for a mask"
+        )
         return {"gem3d_synthesis": task}
 
     def init_strategies(self):
@@ -59,7 +64,9 @@ class MyApp(MONAILabelApp):
         label = request.get("label")
         if label is not None:
             real = os.path.realpath(str(label))
-            if os.path.dirname(real) != os.path.realpath(tempfile.gettempdir()) or not _UPLOAD.match(os.path.basename(real)):
+            if os.path.dirname(real) != os.path.realpath(tempfile.gettempdir()) or not _UPLOAD.match(
+                os.path.basename(real)
+            ):
                 raise RequestError("'label' must be an uploaded mask file (form field 'label'), not a path")
         request["image_id"] = image_id
         request["save_label"] = False  # the result is an image; it is stored as a new datastore image instead
@@ -70,18 +77,27 @@ class MyApp(MONAILabelApp):
         ds = datastore or self.datastore()
         task = self._infers["gem3d_synthesis"]
         k = int(request.get("repeats", self.repeats))
-        sources = [i for i in ds.list_images() if not i.startswith(lib.infers.synthesis.SYNTHETIC_PREFIX)
-                   and (ds.get_label_uri(i, "final") or ds.get_label_uri(i, "original"))]
+        sources = [
+            i
+            for i in ds.list_images()
+            if not i.startswith(lib.infers.synthesis.SYNTHETIC_PREFIX)
+            and (ds.get_label_uri(i, "final") or ds.get_label_uri(i, "original"))
+        ]
         jobs = [(i, r) for r in range(k) for i in sorted(sources)]
         done = []
         start = time.time()
         for n, (image_id, r) in enumerate(jobs, 1):
             seed = int(request.get("seed", 0)) + r
-            _, res = task({"image": ds.get_image_uri(image_id), "image_id": image_id, "seed": seed,
-                           "steps": request.get("steps", self.synthesizer.settings.steps),
-                           "augment": request.get("augment", "mri"), "informed": "image"})
+            _, res = task(
+                {
+                    "image": ds.get_image_uri(image_id),
+                    "image_id": image_id,
+                    "seed": seed,
+                    "steps": request.get("steps", self.synthesizer.settings.steps),
+                    "augment": request.get("augment", "mri"),
+                    "informed": "image",
+                }
+            )
             done.append(res["synthetic_image_id"])
             print(f"gem3d batch: {n}/{len(jobs)} {res['synthetic_image_id']} ({time.time() - start:.0f} s)", flush=True)
         return {"synthetic_images": done, "count": len(done)}
-
-

@@ -64,8 +64,9 @@ def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: in
             synth.cfg["image_size"] = int(-(-max(size[:2]) // 16) * 16) if native else trained_size
             side = synth.cfg["image_size"]
             latent = model.encode(np.zeros((1, side, side), np.float32)).shape[-1]
-            flops = flops_per_window_forward(model.window_net, model.window_net.unet.in_channels,
-                                             synth.settings.window, latent)
+            flops = flops_per_window_forward(
+                model.window_net, model.window_net.unet.in_channels, synth.settings.window, latent
+            )
             patient = make_patient(tuple(size), seed=seed + 12345)
             mask_path = os.path.join(tmp, f"mask_{'x'.join(map(str, size))}.nii.gz")
             save_nifti(patient["label"], patient["affine"], mask_path)
@@ -92,16 +93,25 @@ def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: in
                 total = time.perf_counter() - start
                 model.decode = decode
                 row = {
-                    "size": list(size), "model_in_plane": synth.cfg["image_size"], **cfg, "seconds_per_volume": round(total, 2),
-                    "window_forwards": counting.calls, "gflops_per_window_forward": round(flops / 1e9, 2),
+                    "size": list(size),
+                    "model_in_plane": synth.cfg["image_size"],
+                    **cfg,
+                    "seconds_per_volume": round(total, 2),
+                    "window_forwards": counting.calls,
+                    "gflops_per_window_forward": round(flops / 1e9, 2),
                     "achieved_gflops_per_s": round(flops * counting.calls / max(counting.seconds, 1e-9) / 1e9, 1),
-                    "denoise_s": round(counting.seconds, 2), "decode_s": round(decode_s[0], 2),
-                    "io_s": round(io_s, 2), "peak_rss_mb": round(_peak_rss_mb(), 0),
+                    "denoise_s": round(counting.seconds, 2),
+                    "decode_s": round(decode_s[0], 2),
+                    "io_s": round(io_s, 2),
+                    "peak_rss_mb": round(_peak_rss_mb(), 0),
                 }
                 rows.append(row)
                 print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     synth.sampler.network = model.window_net
     synth.cfg["image_size"] = trained_size
-    save_json({"device": str(model.device), "torch_threads": torch.get_num_threads(), "rows": rows},
-              output_file, overwrite=True)
+    save_json(
+        {"device": str(model.device), "torch_threads": torch.get_num_threads(), "rows": rows},
+        output_file,
+        overwrite=True,
+    )
     return rows

@@ -45,8 +45,17 @@ def _load_synth(folder: str) -> tuple[list[np.ndarray], list[dict]]:
     return vols, entries
 
 
-def evaluate(synth, datalist: str, output_dir: str, stage1_network=None, stage1_file=None, rows=None,
-             repeats: int = 2, limit=None, seed: int = 0) -> dict:
+def evaluate(
+    synth,
+    datalist: str,
+    output_dir: str,
+    stage1_network=None,
+    stage1_file=None,
+    rows=None,
+    repeats: int = 2,
+    limit=None,
+    seed: int = 0,
+) -> dict:
     start = time.time()
     rows = rows or DEFAULT_ROWS
     cfg = synth.cfg
@@ -58,26 +67,32 @@ def evaluate(synth, datalist: str, output_dir: str, stage1_network=None, stage1_
     real_test_f = features_per_plane([c["image"] for c in test], extractor, size)
     floor = fid_per_plane(features_per_plane([c["image"] for c in train], extractor, size), real_test_f)
     results = {"real_train_vs_real_test": {**floor}}
-    base_informed, base_net = dict(synth.informed), synth.sampler.network
+    base_informed, base_net, base_steps = dict(synth.informed), synth.sampler.network, synth.settings.steps
     previews = {}
     for name, row in rows.items():
         t0 = time.time()
         folder = os.path.join(output_dir, name)
         synth.informed = {**base_informed, **row.get("informed", {})}
         synth.settings.inpaint = row.get("inpaint", True)
+        synth.settings.steps = int(row.get("steps", base_steps))
+        synth.settings.batch_waves = bool(row.get("batch_waves", True))
         if row.get("stage1"):
-            synth.sampler.network = load_weights(stage1_network, stage1_file, "stage-1 window model",
-                                                 synth.model.device)
+            synth.sampler.network = load_weights(
+                stage1_network, stage1_file, "stage-1 window model", synth.model.device
+            )
         try:
             if not os.path.isfile(os.path.join(folder, "datalist.json")):
-                run_datalist(synth, datalist, "test", folder, repeats=repeats, seed=seed, overwrite=True,
-                             limit=limit)
+                run_datalist(synth, datalist, "test", folder, repeats=repeats, seed=seed, overwrite=True, limit=limit)
         finally:
             synth.sampler.network, synth.settings.inpaint, synth.informed = base_net, True, dict(base_informed)
+            synth.settings.steps, synth.settings.batch_waves = base_steps, True
         vols, entries = _load_synth(folder)
         metrics = fid_per_plane(real_test_f, features_per_plane(vols, extractor, size))
-        fidelity = [slice_fidelity(v, test_by_id[e["source"]]["image"], test_by_id[e["source"]]["label"])
-                    for v, e in zip(vols, entries) if row.get("informed", {}).get("mode") == "true"]
+        fidelity = [
+            slice_fidelity(v, test_by_id[e["source"]]["image"], test_by_id[e["source"]]["label"])
+            for v, e in zip(vols, entries)
+            if row.get("informed", {}).get("mode") == "true"
+        ]
         for k in ("ms_ssim", "ssim", "psnr"):
             if fidelity:
                 metrics[k] = float(np.mean([f[k] for f in fidelity]))
@@ -88,12 +103,16 @@ def evaluate(synth, datalist: str, output_dir: str, stage1_network=None, stage1_
         metrics["diversity_ms_ssim"] = float(np.mean(div)) if div else None
         near = [nearest_training_similarity(v, [c["image"] for c in train])["nearest_training_corr"] for v in vols]
         metrics["max_nearest_training_corr"] = float(np.max(near))
-        metrics["volumes"], metrics["seconds"] = len(vols), round(time.time() - t0, 1)
+        metrics["volumes"] = len(vols)
+        records = [json.load(open(os.path.join(folder, "records", os.path.basename(e["image"])[:-7] + ".json")))
+                   for e in entries]
+        metrics["seconds_per_volume"] = round(float(np.mean([r["seconds"] for r in records])), 2)
         results[name] = metrics
         previews[name] = vols[0]
         print(name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}, flush=True)
-    real_near = [nearest_training_similarity(c["image"], [t["image"] for t in train])["nearest_training_corr"]
-                 for c in test]
+    real_near = [
+        nearest_training_similarity(c["image"], [t["image"] for t in train])["nearest_training_corr"] for c in test
+    ]
     results["real_test_max_nearest_training_corr"] = float(np.max(real_near))
     results["seconds"] = round(time.time() - start, 1)
     save_json(results, os.path.join(output_dir, "metrics.json"), overwrite=True)
@@ -125,18 +144,39 @@ def _plots(results: dict, previews: dict, real_case: dict, output_dir: str) -> N
 
 
 def _report(results: dict, output_dir: str) -> None:
-    lines = ["# gem3d evaluation", "", "| setting | FID-A | FID-C | FID-S | MS-SSIM | SSIM | PSNR | diversity MS-SSIM | max corr to a training volume |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# gem3d evaluation",
+        "",
+        "| setting | FID-A | FID-C | FID-S | MS-SSIM | SSIM | PSNR | diversity MS-SSIM "
+        "| max corr to a training volume | s / volume |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     fmt = lambda v: "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     for name, m in results.items():
         if isinstance(m, dict):
-            lines.append(f"| {name} | " + " | ".join(fmt(m.get(k)) for k in (
-                "fid_a", "fid_c", "fid_s", "ms_ssim", "ssim", "psnr", "diversity_ms_ssim",
-                "max_nearest_training_corr")) + " |")
-    lines += ["", f"Real test volumes: highest correlation with a training volume "
-              f"{results['real_test_max_nearest_training_corr']:.3f} (reference for the privacy column).",
-              f"Wall time: {results['seconds']} s."]
+            lines.append(
+                f"| {name} | "
+                + " | ".join(
+                    fmt(m.get(k))
+                    for k in (
+                        "fid_a",
+                        "fid_c",
+                        "fid_s",
+                        "ms_ssim",
+                        "ssim",
+                        "psnr",
+                        "diversity_ms_ssim",
+                        "max_nearest_training_corr",
+                "seconds_per_volume",
+                    )
+                )
+                + " |"
+            )
+    lines += [
+        "",
+        f"Real test volumes: highest correlation with a training volume "
+        f"{results['real_test_max_nearest_training_corr']:.3f} (reference for the privacy column).",
+        f"Wall time: {results['seconds']} s.",
+    ]
     with open(os.path.join(output_dir, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-
-

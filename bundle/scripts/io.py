@@ -64,59 +64,48 @@ def _atomic_target(path: str, overwrite: bool) -> str:
     return folder
 
 
-def _commit(tmp: str, path: str) -> None:
-    os.replace(tmp, path)
+def _atomic_write(path: str, overwrite: bool, suffix: str, write) -> str:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place (or remove it)."""
+    folder = _atomic_target(path, overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: str, overwrite: bool = False, dtype=None) -> str:
     """Write ``data`` with ``affine`` to ``path`` through a temporary file and a rename (never a partial file)."""
-    folder = _atomic_target(path, overwrite)
     arr = np.asarray(data if dtype is None else data.astype(dtype))
     img = nib.Nifti1Image(arr, affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     suffix = ".nii.gz" if path.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        _commit(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return _atomic_write(path, overwrite, suffix, lambda tmp: nib.save(img, tmp))
 
 
 def save_json(obj: Any, path: str, overwrite: bool = False) -> str:
     """Write JSON atomically (temporary file, then rename)."""
-    folder = _atomic_target(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
             json.dump(obj, f, indent=2, default=_json_default)
             f.write("\n")
-        _commit(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+
+    return _atomic_write(path, overwrite, ".json", write)
 
 
 def save_figure(fig, path: str, overwrite: bool = False, dpi: int = 100) -> str:
     """Save a matplotlib figure atomically as PNG."""
-    folder = _atomic_target(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        _commit(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return _atomic_write(
+        path, overwrite, ".png", lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+    )
 
 
 def _json_default(o):

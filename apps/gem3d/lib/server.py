@@ -67,14 +67,19 @@ def install_threaded_infer_route() -> bool:
     for route in list(router.routes):
         if isinstance(route, APIRoute) and route.path == "/infer/{model}" and "POST" in route.methods:
             router.routes.remove(route)
-            router.add_api_route("/{model}", api_run_inference, methods=["POST"], summary=route.summary,
-                                 responses=route.responses)
+            router.add_api_route(
+                "/{model}", api_run_inference, methods=["POST"], summary=route.summary, responses=route.responses
+            )
             replaced = True
     # Older FastAPI copies routes into the app at include time: replace the copy too.
     for i, route in enumerate(app.router.routes):
         if isinstance(route, APIRoute) and route.path == path and "POST" in route.methods:
             app.router.routes[i] = APIRoute(
-                path, api_run_inference, methods=["POST"], summary=route.summary, tags=route.tags,
+                path,
+                api_run_inference,
+                methods=["POST"],
+                summary=route.summary,
+                tags=route.tags,
                 responses=route.responses,
             )
             replaced = True

@@ -73,8 +73,15 @@ def brats_datalist(root_dir: str, section: str = "training", val_frac: float = 0
             "on a machine with internet access, then point dataset_dir at its parent folder"
         )
     ds = DecathlonDataset(
-        root_dir, task="Task01_BrainTumour", section=section, download=False, val_frac=val_frac, seed=seed,
-        cache_rate=0.0, num_workers=0, transform=(),
+        root_dir,
+        task="Task01_BrainTumour",
+        section=section,
+        download=False,
+        val_frac=val_frac,
+        seed=seed,
+        cache_rate=0.0,
+        num_workers=0,
+        transform=(),
     )
     items = []
     for entry in ds.data:

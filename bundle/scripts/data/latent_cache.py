@@ -56,8 +56,17 @@ def encode_slices(autoencoder, image: np.ndarray, device, batch: int = 64) -> to
 
 
 def load_or_build(
-    datalist: str, section: str, size: int, num_labels: int, modality: str, autoencoder, autoencoder_file: str,
-    cache_dir: str, device="cpu", scale_file: str | None = None, limit=None,
+    datalist: str,
+    section: str,
+    size: int,
+    num_labels: int,
+    modality: str,
+    autoencoder,
+    autoencoder_file: str,
+    cache_dir: str,
+    device="cpu",
+    scale_file: str | None = None,
+    limit=None,
 ) -> dict:
     """Return ``{"scale", "cases": [{"id", "latent" (Z,C,h,w), "mask" (Z,L,h,w)}]}`` from cache or by encoding.
 
@@ -74,10 +83,18 @@ def load_or_build(
     else:
         ae = load_autoencoder(autoencoder, autoencoder_file, device)
         cases = []
-        for case in tqdm(load_volumes(datalist, section, size, num_labels, modality, limit), desc=f"encoding {section}"):
+        for case in tqdm(
+            load_volumes(datalist, section, size, num_labels, modality, limit), desc=f"encoding {section}"
+        ):
             latent = encode_slices(ae, case["image"], device)
             mask = torch.from_numpy(np.moveaxis(case["label"], 2, 0).copy())
-            cases.append({"id": case["id"], "latent": latent.half(), "mask": mask_to_latent_grid(mask, num_labels, latent.shape[-1]).half()})
+            cases.append(
+                {
+                    "id": case["id"],
+                    "latent": latent.half(),
+                    "mask": mask_to_latent_grid(mask, num_labels, latent.shape[-1]).half(),
+                }
+            )
         std = torch.cat([c["latent"].float().flatten() for c in cases]).std().item()
         cache = {"scale": 1.0 / max(std, 1e-6), "cases": cases}
         os.makedirs(cache_dir, exist_ok=True)

@@ -16,7 +16,9 @@ def load_volumes(datalist: str, section: str, size: int, num_labels: int, modali
     items = read_datalist(datalist, (section,))[section]
     if limit:
         items = items[: int(limit)]
-    cases = [load_case(item, size, num_labels, modality) for item in tqdm(items, desc=f"loading {section}", leave=False)]
+    cases = [
+        load_case(item, size, num_labels, modality) for item in tqdm(items, desc=f"loading {section}", leave=False)
+    ]
     for case in cases:
         if "label" not in case:
             raise Gem3dInputError(f"{case['image_path']}: training needs a label (mask) for every image")

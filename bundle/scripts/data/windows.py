@@ -48,11 +48,16 @@ class PositionedSliceDataset(Dataset):
 
     def __init__(self, cache: dict):
         self.scale = float(cache["scale"])
-        self.items = [(c["latent"], z, c["latent"].shape[0]) for c in cache["cases"] for z in range(c["latent"].shape[0])]
+        self.items = [
+            (c["latent"], z, c["latent"].shape[0]) for c in cache["cases"] for z in range(c["latent"].shape[0])
+        ]
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict:
         lat, z, total = self.items[i]
-        return {"image": lat[z].float() * self.scale, "position": torch.tensor(z / max(total - 1, 1), dtype=torch.float32)}
+        return {
+            "image": lat[z].float() * self.scale,
+            "position": torch.tensor(z / max(total - 1, 1), dtype=torch.float32),
+        }

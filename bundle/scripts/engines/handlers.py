@@ -31,7 +31,8 @@ class LossCurveHandler:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch)
-        engine.add_event_handler(Events.COMPLETED, self._epoch)
+        if self.validator is not None:  # record each validation once, when it has run
+            self.validator.add_event_handler(Events.COMPLETED, self._validated, engine)
 
     def _iteration(self, engine: Engine) -> None:
         out = engine.state.output
@@ -39,11 +40,12 @@ class LossCurveHandler:
         self.iterations.append(int(engine.state.iteration))
         self.losses.append(float(loss))
 
+    def _validated(self, validator: Engine, trainer: Engine) -> None:
+        for k, v in validator.state.metrics.items():
+            if np.isscalar(v) or getattr(v, "ndim", 1) == 0:
+                self.val.setdefault(k, []).append([int(trainer.state.iteration), float(v)])
+
     def _epoch(self, engine: Engine) -> None:
-        if self.validator is not None and self.validator.state.metrics:
-            for k, v in self.validator.state.metrics.items():
-                if np.isscalar(v) or getattr(v, "ndim", 1) == 0:
-                    self.val.setdefault(k, []).append([int(engine.state.iteration), float(v)])
         self.write()
 
     def write(self) -> None:
@@ -102,7 +104,11 @@ def checkpoint_handlers(stage_dir: str, state: dict, map_location="cpu") -> list
         return handlers  # one writer: rank 0 saves
     handlers.append(
         CheckpointSaver(
-            save_dir=stage_dir, save_dict=state, save_interval=1, n_saved=1, save_final=True,
+            save_dir=stage_dir,
+            save_dict=state,
+            save_interval=1,
+            n_saved=1,
+            save_final=True,
             final_filename="checkpoint_final.pt",
         )
     )

@@ -1,3 +1,3 @@
 """Metrics of synthetic volumes: FID per plane, fidelity, diversity and privacy."""
 
-from . import features, fidelity, fid  # noqa: F401
+from . import features, fid, fidelity  # noqa: F401

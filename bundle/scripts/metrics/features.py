@@ -37,8 +37,9 @@ class EncoderFeatures:
 def radimagenet_resnet50(weights_url: str = "https://huggingface.co/Warvito/radimagenet-models"):
     """The RadImageNet ResNet-50 through torch.hub (needs internet access on first use)."""
     try:
-        return torch.hub.load("Warvito/radimagenet-models", model="radimagenet_resnet50", verbose=False,
-                              trust_repo=True)
+        return torch.hub.load(
+            "Warvito/radimagenet-models", model="radimagenet_resnet50", verbose=False, trust_repo=True
+        )
     except Exception as exc:  # offline: URLError, HTTPError, gaierror...
         raise Gem3dInputError(
             f"could not load the RadImageNet ResNet-50 ({weights_url}): {exc}. It needs internet access on first "

@@ -28,8 +28,11 @@ def slice_fidelity(fake: np.ndarray, real: np.ndarray, mask: np.ndarray | None =
 
 def pairwise_ms_ssim(volumes: list[np.ndarray]) -> float:
     """Mean MS-SSIM between different samples of the same mask (lower = more diverse)."""
-    vals = [slice_fidelity(volumes[i], volumes[j])["ms_ssim"]
-            for i in range(len(volumes)) for j in range(i + 1, len(volumes))]
+    vals = [
+        slice_fidelity(volumes[i], volumes[j])["ms_ssim"]
+        for i in range(len(volumes))
+        for j in range(i + 1, len(volumes))
+    ]
     return float(np.mean(vals)) if vals else float("nan")
 
 

@@ -67,8 +67,9 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
     if mode == "ig":
         net = model.informed_model()
         shape = tuple(model.encode(np.zeros((1, size, size), np.float32)).shape[1:])
-        lat = sample_slices(net, model.scheduler, torch.tensor([float(position)]), shape, cfg["steps"], cfg["eta"],
-                            generator)[0]
+        lat = sample_slices(
+            net, model.scheduler, torch.tensor([float(position)]), shape, cfg["steps"], cfg["eta"], generator
+        )[0]
         return lat, {"mode": mode, "position": float(position)}
     path = spec.get("file")
     if not path:

@@ -12,8 +12,17 @@ class Gem3dModel:
     """Loads the shipped (EMA) weights into the networks the config declares; encodes and decodes slices."""
 
     def __init__(
-        self, autoencoder, autoencoder_file, window_net, window_file, scheduler, latent_scale_file,
-        informed_net=None, informed_file=None, device="cpu", decode_batch: int = 32,
+        self,
+        autoencoder,
+        autoencoder_file,
+        window_net,
+        window_file,
+        scheduler,
+        latent_scale_file,
+        informed_net=None,
+        informed_file=None,
+        device="cpu",
+        decode_batch: int = 32,
     ):
         self.device = torch.device(device)
         self.autoencoder = load_weights(autoencoder, autoencoder_file, "autoencoder", self.device)
@@ -37,8 +46,10 @@ class Gem3dModel:
     def encode(self, slices: np.ndarray) -> torch.Tensor:
         """(N, S, S) images -> (N, C, h, w) scaled latents (posterior means)."""
         x = torch.as_tensor(np.asarray(slices, dtype=np.float32))[:, None]
-        out = [self.autoencoder.encode(x[i : i + self.decode_batch].to(self.device))[0].cpu()
-               for i in range(0, len(x), self.decode_batch)]
+        out = [
+            self.autoencoder.encode(x[i : i + self.decode_batch].to(self.device))[0].cpu()
+            for i in range(0, len(x), self.decode_batch)
+        ]
         return torch.cat(out) * self.scale
 
     @torch.inference_mode()

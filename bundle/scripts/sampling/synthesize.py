@@ -29,16 +29,35 @@ class Synthesizer:
     """Turns one mask into one synthetic volume; every parameter that shaped the result goes into its record."""
 
     def __init__(
-        self, model, image_size: int, num_labels: int, modality: str = "mri", latent_channels: int = 4,
-        window: int = 16, overlap: int = 1, steps: int = 50, eta: float = 1.0, position: float = 0.5,
-        informed: dict | None = None, augment: str = "none", zero_background: bool = True, progress: bool = True,
+        self,
+        model,
+        image_size: int,
+        num_labels: int,
+        modality: str = "mri",
+        latent_channels: int = 4,
+        window: int = 16,
+        overlap: int = 1,
+        steps: int = 50,
+        eta: float = 1.0,
+        position: float = 0.5,
+        informed: dict | None = None,
+        augment: str = "none",
+        zero_background: bool = True,
+        progress: bool = True,
         inpaint: bool = True,
     ):
         self.model = model
-        self.cfg = {"image_size": int(image_size), "num_labels": int(num_labels), "modality": modality,
-                    "latent_channels": int(latent_channels), "steps": int(steps), "eta": float(eta)}
-        self.settings = SamplerSettings(window=int(window), overlap=int(overlap), steps=int(steps), eta=float(eta),
-                                        inpaint=bool(inpaint))
+        self.cfg = {
+            "image_size": int(image_size),
+            "num_labels": int(num_labels),
+            "modality": modality,
+            "latent_channels": int(latent_channels),
+            "steps": int(steps),
+            "eta": float(eta),
+        }
+        self.settings = SamplerSettings(
+            window=int(window), overlap=int(overlap), steps=int(steps), eta=float(eta), inpaint=bool(inpaint)
+        )
         check_parameters(1, self.settings.window, self.settings.overlap, position)
         if self.settings.steps < 1:
             raise Gem3dInputError(f"steps must be >= 1, got {steps}")
@@ -56,8 +75,15 @@ class Synthesizer:
             raise Gem3dInputError(f"mask {mask_path} is empty (all background): nothing to synthesize")
         return mask.astype(np.int16), affine
 
-    def synthesize(self, mask_path: str, seed: int, case_id: str, image_path: str | None = None,
-                   informed: dict | None = None, position: float | None = None) -> dict:
+    def synthesize(
+        self,
+        mask_path: str,
+        seed: int,
+        case_id: str,
+        image_path: str | None = None,
+        informed: dict | None = None,
+        position: float | None = None,
+    ) -> dict:
         """Return {"image": array on the mask's grid, "mask": mask used, "affine", "record"}."""
         start = time.time()
         position = self.position if position is None else float(position)
@@ -84,9 +110,15 @@ class Synthesizer:
         if self.zero_background:
             image[mask_used == 0] = 0.0
         record = {
-            "case": case_id, "mask_source": os.path.abspath(mask_path), "image_source": image_path,
-            "seed": int(seed), "position": position, "informed": inf_record, "augmentation": aug_params,
-            "sampler": asdict(self.settings), "zero_background": self.zero_background,
+            "case": case_id,
+            "mask_source": os.path.abspath(mask_path),
+            "image_source": image_path,
+            "seed": int(seed),
+            "position": position,
+            "informed": inf_record,
+            "augmentation": aug_params,
+            "sampler": asdict(self.settings),
+            "zero_background": self.zero_background,
             "seconds": round(time.time() - start, 2),
         }
         return {"image": image, "mask": mask_used, "affine": affine, "record": record}
@@ -105,8 +137,9 @@ class Synthesizer:
                 raise Gem3dInputError(f"outputs already exist ({existing[0]}); set overwrite to replace them")
         save_nifti(result["image"], result["affine"], paths["image"], overwrite, np.float32)
         save_nifti(result["mask"], result["affine"], paths["label"], overwrite, np.int16)
-        save_triplanar(paths["preview"], result["image"], result["mask"], title=name, overwrite=overwrite,
-                       affine=result["affine"])
+        save_triplanar(
+            paths["preview"], result["image"], result["mask"], title=name, overwrite=overwrite, affine=result["affine"]
+        )
         save_json({**result["record"], "outputs": paths}, paths["record"], overwrite)
         return paths
 
@@ -119,9 +152,17 @@ def _rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def run_datalist(synth: Synthesizer, datalist: str, section: str, output_dir: str, repeats: int = 1,
-                 seed: int = 0, overwrite: bool = False, limit: int | None = None,
-                 write_datalist: bool = True) -> list[dict]:
+def run_datalist(
+    synth: Synthesizer,
+    datalist: str,
+    section: str,
+    output_dir: str,
+    repeats: int = 1,
+    seed: int = 0,
+    overwrite: bool = False,
+    limit: int | None = None,
+    write_datalist: bool = True,
+) -> list[dict]:
     """Synthesize every mask of a datalist section ``repeats`` times (dataset enhancement); this rank's share.
 
     Jobs are numbered (case, repeat) and rank r takes jobs r, r + world, ...: no job is done twice or lost. The
@@ -150,12 +191,25 @@ def run_datalist(synth: Synthesizer, datalist: str, section: str, output_dir: st
     if write_datalist:
         _barrier()
         if rank == 0:
-            entries = [{"image": f"images/{items[i]['id']}_gem3d_r{r}_s{seed + j}.nii.gz",
-                        "label": f"labels/{items[i]['id']}_gem3d_r{r}_s{seed + j}.nii.gz",
-                        "source": items[i]["id"], "repeat": r} for j, (i, r) in enumerate(jobs)]
-            save_json({"name": "gem3d-enhanced", "source_datalist": os.path.abspath(datalist),
-                       "repeats": int(repeats), "training": entries},
-                      os.path.join(output_dir, "datalist.json"), overwrite=True)
+            entries = [
+                {
+                    "image": f"images/{items[i]['id']}_gem3d_r{r}_s{seed + j}.nii.gz",
+                    "label": f"labels/{items[i]['id']}_gem3d_r{r}_s{seed + j}.nii.gz",
+                    "source": items[i]["id"],
+                    "repeat": r,
+                }
+                for j, (i, r) in enumerate(jobs)
+            ]
+            save_json(
+                {
+                    "name": "gem3d-enhanced",
+                    "source_datalist": os.path.abspath(datalist),
+                    "repeats": int(repeats),
+                    "training": entries,
+                },
+                os.path.join(output_dir, "datalist.json"),
+                overwrite=True,
+            )
     return done
 
 

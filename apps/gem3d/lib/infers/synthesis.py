@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
 import time
@@ -53,7 +52,10 @@ class SynthesisTask(InferTask):
 
     def __init__(self, synthesizer, datastore_fn, description: str):
         super().__init__(
-            type=InferType.OTHERS, labels=None, dimension=3, description=description,
+            type=InferType.OTHERS,
+            labels=None,
+            dimension=3,
+            description=description,
             config={**PARAMS, "result_extension": ".nii.gz", "result_dtype": "float32"},
         )
         self.synth = synthesizer
@@ -66,8 +68,11 @@ class SynthesisTask(InferTask):
         info = super().info()
         info["output"] = "image"
         info["params"] = {
-            "seed": "integer >= 0", "steps": "DDIM steps, 1..1000", "position": "start position p in [0, 1]",
-            "informed": "'image' | 'ig' | <datastore image id>", "informed_slice": "-1 or a slice index",
+            "seed": "integer >= 0",
+            "steps": "DDIM steps, 1..1000",
+            "position": "start position p in [0, 1]",
+            "informed": "'image' | 'ig' | <datastore image id>",
+            "informed_slice": "-1 or a slice index",
             "augment": "none | mri | ct",
         }
         return info
@@ -113,8 +118,9 @@ class SynthesisTask(InferTask):
         self.synth.settings.steps = steps
         self.synth.augment = type(self.synth.augment).preset(augment)
         start = time.time()
-        result = self.synth.synthesize(mask_path, seed, image_id, image_path=image_path, informed=informed,
-                                       position=position)
+        result = self.synth.synthesize(
+            mask_path, seed, image_id, image_path=image_path, informed=informed, position=position
+        )
         new_id = f"{SYNTHETIC_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '_', image_id)}_s{seed}"
         folder = tempfile.mkdtemp(prefix="gem3d_")
         paths = self.synth.write(result, folder, new_id, overwrite=True)
