@@ -46,7 +46,7 @@ def test_window_volume_informed_stages_run(stage_dirs):
     run_bundle([*DIFF, "train_window.json"], {**ov, **FAST, "max_epochs": 1})
     assert os.path.isfile(os.path.join(ov["model_dir"], "window.pt"))
     assert json.load(open(os.path.join(ov["model_dir"], "latent_scale.json")))["scale"] > 0
-    run_bundle([*DIFF, "train_volume.json"], {**ov, **FAST, "max_epochs": 1})
+    run_bundle([*DIFF, "train_window.json", "train_volume.json"], {**ov, **FAST, "max_epochs": 1})
     vol = torch.load(os.path.join(ov["model_dir"], "volume.pt"), weights_only=True)
     win = torch.load(os.path.join(ov["model_dir"], "window.pt"), weights_only=True)
     assert any(k.startswith("temporal.") for k in vol)

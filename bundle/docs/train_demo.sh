@@ -10,4 +10,4 @@ $RUN "['$C/inference.json','$C/train_autoencoder.json']"
 OMP_NUM_THREADS=1 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_window.json']" &
 OMP_NUM_THREADS=1 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_informed.json']" &
 wait
-$RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_volume.json']"
+$RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_window.json','$C/train_volume.json']"
