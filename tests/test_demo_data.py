@@ -68,7 +68,7 @@ def test_dataset_files_datalist_and_no_overwrite(tiny_demo):
 def test_prepare_demo_bundle_run_is_deterministic(tmp_path):
     for name in ("a", "b"):
         run_bundle(
-            ["common.json", "prepare_demo.json"],
+            ["prepare_demo.json"],
             {"dataset_dir": str(tmp_path / name), "demo_num_train": 2, "demo_num_test": 1, "demo_size": [24, 24, 16]},
         )
     for rel in ("imagesTr/demo_000.nii.gz", "labelsTs/demo_002.nii.gz"):

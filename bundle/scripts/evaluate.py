@@ -104,8 +104,10 @@ def evaluate(
         near = [nearest_training_similarity(v, [c["image"] for c in train])["nearest_training_corr"] for v in vols]
         metrics["max_nearest_training_corr"] = float(np.max(near))
         metrics["volumes"] = len(vols)
-        records = [json.load(open(os.path.join(folder, "records", os.path.basename(e["image"])[:-7] + ".json")))
-                   for e in entries]
+        records = [
+            json.load(open(os.path.join(folder, "records", os.path.basename(e["image"])[:-7] + ".json")))
+            for e in entries
+        ]
         metrics["seconds_per_volume"] = round(float(np.mean([r["seconds"] for r in records])), 2)
         results[name] = metrics
         previews[name] = vols[0]
@@ -167,7 +169,7 @@ def _report(results: dict, output_dir: str) -> None:
                         "psnr",
                         "diversity_ms_ssim",
                         "max_nearest_training_corr",
-                "seconds_per_volume",
+                        "seconds_per_volume",
                     )
                 )
                 + " |"

@@ -1,3 +1,3 @@
 """Training pieces the configs wire into ``monai.engines`` trainers: losses, batch preparation, stages, handlers."""
 
-from . import handlers, inferers, losses, prepare, stages  # noqa: F401
+from . import ema, handlers, inferers, losses, prepare, stages  # noqa: F401
