@@ -70,7 +70,6 @@ def evaluate(
     base_informed, base_net, base_steps = dict(synth.informed), synth.sampler.network, synth.settings.steps
     previews = {}
     for name, row in rows.items():
-        t0 = time.time()
         folder = os.path.join(output_dir, name)
         synth.informed = {**base_informed, **row.get("informed", {})}
         synth.settings.inpaint = row.get("inpaint", True)
