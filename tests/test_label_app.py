@@ -125,7 +125,10 @@ def test_infer_with_uploaded_mask_returns_image_and_stores_it(server):
     th.start()
     t0 = time.time()
     out, params = client.infer(
-        "gem3d_synthesis", image_id, {"seed": 3, "result_dtype": "uint8"}, label_in=os.path.join(base, item["label"])
+        "gem3d_synthesis",
+        image_id,
+        {"seed": 3, "steps": 150, "result_dtype": "uint8"},  # long enough to probe /info during it
+        label_in=os.path.join(base, item["label"]),
     )
     elapsed = time.time() - t0
     th.join()

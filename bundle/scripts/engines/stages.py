@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ..errors import Gem3dInputError
@@ -15,18 +17,12 @@ def volume_network(network: torch.nn.Module, stage1_weights: str, device) -> tor
     need gradients when it is built). Only the temporal layers may be missing from the stage-1 file."""
     if getattr(network, "temporal", None) is None:
         raise Gem3dInputError("stage 2 needs the window network built with temporal=true")
-    state = torch.load(stage1_weights, map_location="cpu", weights_only=True) if _exists(stage1_weights) else None
-    if state is None:
+    if not os.path.isfile(stage1_weights):
         raise Gem3dInputError(f"stage-1 weights not found: {stage1_weights} (run train_window.json first)")
+    state = torch.load(stage1_weights, map_location="cpu", weights_only=True)
     result = network.load_state_dict(state, strict=False)
     bad = [k for k in result.missing_keys if not k.startswith("temporal.")] + list(result.unexpected_keys)
     if bad:
         raise Gem3dInputError(f"stage-1 weights {stage1_weights} do not match the window network: {bad[:6]}")
     freeze_spatial(network)
     return network.to(device)
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.isfile(path)

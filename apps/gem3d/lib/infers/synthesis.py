@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import tempfile
+import threading
 import time
 
 import nibabel as nib
@@ -60,6 +61,9 @@ class SynthesisTask(InferTask):
         )
         self.synth = synthesizer
         self.datastore_fn = datastore_fn
+        # The infer route runs in a thread pool, so requests can overlap; each sets the shared synthesizer's steps
+        # and augmentation, and generation is compute-bound anyway: one synthesis at a time.
+        self._lock = threading.Lock()
 
     def is_valid(self) -> bool:
         return True
@@ -115,12 +119,13 @@ class SynthesisTask(InferTask):
         image_shape = tuple(nib.load(image_path).shape)
         if mask_shape[:3] != image_shape[:3]:
             raise RequestError(f"the mask's shape {mask_shape} differs from image {image_id!r}'s shape {image_shape}")
-        self.synth.settings.steps = steps
-        self.synth.augment = type(self.synth.augment).preset(augment)
         start = time.time()
-        result = self.synth.synthesize(
-            mask_path, seed, image_id, image_path=image_path, informed=informed, position=position
-        )
+        with self._lock:
+            self.synth.settings.steps = steps
+            self.synth.augment = type(self.synth.augment).preset(augment)
+            result = self.synth.synthesize(
+                mask_path, seed, image_id, image_path=image_path, informed=informed, position=position
+            )
         new_id = f"{SYNTHETIC_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '_', image_id)}_s{seed}"
         folder = tempfile.mkdtemp(prefix="gem3d_")
         paths = self.synth.write(result, folder, new_id, overwrite=True)
