@@ -11,7 +11,6 @@ import resource
 import tempfile
 import time
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -63,7 +62,7 @@ def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: in
             # the latent must survive the UNet's two downsamplings: in-plane sizes are multiples of 16
             synth.cfg["image_size"] = int(-(-max(size[:2]) // 16) * 16) if native else trained_size
             side = synth.cfg["image_size"]
-            latent = model.encode(np.zeros((1, side, side), np.float32)).shape[-1]
+            latent = model.latent_shape(side)[-1]
             flops = flops_per_window_forward(
                 model.window_net, model.window_net.unet.in_channels, synth.settings.window, latent
             )

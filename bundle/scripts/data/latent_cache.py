@@ -75,7 +75,8 @@ def load_or_build(
     """
     if not os.path.isfile(datalist):
         raise Gem3dInputError(f"datalist not found: {datalist} (build the demo set or set dataset_dir)")
-    key = json.dumps([file_md5(autoencoder_file), file_md5(datalist), section, size, num_labels, modality, limit])
+    ae_md5 = file_md5(autoencoder_file)
+    key = json.dumps([ae_md5, file_md5(datalist), section, size, num_labels, modality, limit])
     digest = hashlib.md5(key.encode()).hexdigest()[:12]
     path = os.path.join(cache_dir, f"latents_{section}_{digest}.pt")
     if os.path.isfile(path):
@@ -102,7 +103,7 @@ def load_or_build(
         torch.save(cache, tmp)
         os.replace(tmp, path)
     if scale_file and section == "training":
-        save_json({"scale": cache["scale"], "autoencoder_md5": file_md5(autoencoder_file)}, scale_file, overwrite=True)
+        save_json({"scale": cache["scale"], "autoencoder_md5": ae_md5}, scale_file, overwrite=True)
     return cache
 
 

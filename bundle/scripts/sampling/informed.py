@@ -66,7 +66,7 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         return model.encode(sl[None])[0], {"mode": mode, "source": item["image"], "case": item["id"], "slice": z}
     if mode == "ig":
         net = model.informed_model()
-        shape = tuple(model.encode(np.zeros((1, size, size), np.float32)).shape[1:])
+        shape = model.latent_shape(size)
         lat = sample_slices(
             net, model.scheduler, torch.tensor([float(position)]), shape, cfg["steps"], cfg["eta"], generator
         )[0]

@@ -32,6 +32,7 @@ class Gem3dModel:
         self._informed = (informed_net, informed_file)
         self.informed_net = None
         self.decode_batch = int(decode_batch)
+        self._latent_shapes: dict[int, tuple] = {}
 
     def informed_model(self):
         """The informed-slice model, loaded on first use (only mode 'ig' needs it)."""
@@ -51,6 +52,12 @@ class Gem3dModel:
             for i in range(0, len(x), self.decode_batch)
         ]
         return torch.cat(out) * self.scale
+
+    def latent_shape(self, size: int) -> tuple:
+        """(C, h, w) of the latent of a size x size slice (from the autoencoder itself, cached per size)."""
+        if size not in self._latent_shapes:
+            self._latent_shapes[size] = tuple(self.encode(np.zeros((1, size, size), np.float32)).shape[1:])
+        return self._latent_shapes[size]
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> np.ndarray:

@@ -183,7 +183,7 @@ def run_datalist(
         if j % world != rank:
             continue
         item = items[i]
-        name = f"{item['id']}_gem3d_r{r}_s{seed + j}"
+        name = _job_name(item["id"], r, seed + j)
         result = synth.synthesize(item["label"], seed + j, item["id"], image_path=item.get("image"))
         paths = synth.write(result, output_dir, name, overwrite)
         done.append({"job": j, "name": name, "rank": rank, **paths})
@@ -193,8 +193,8 @@ def run_datalist(
         if rank == 0:
             entries = [
                 {
-                    "image": f"images/{items[i]['id']}_gem3d_r{r}_s{seed + j}.nii.gz",
-                    "label": f"labels/{items[i]['id']}_gem3d_r{r}_s{seed + j}.nii.gz",
+                    "image": f"images/{_job_name(items[i]['id'], r, seed + j)}.nii.gz",
+                    "label": f"labels/{_job_name(items[i]['id'], r, seed + j)}.nii.gz",
                     "source": items[i]["id"],
                     "repeat": r,
                 }
@@ -211,6 +211,11 @@ def run_datalist(
                 overwrite=True,
             )
     return done
+
+
+def _job_name(case_id: str, repeat: int, seed: int) -> str:
+    """Output name of one enhancement job; also the file names the new datalist points at."""
+    return f"{case_id}_gem3d_r{repeat}_s{seed}"
 
 
 def _barrier() -> None:
