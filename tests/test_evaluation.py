@@ -19,6 +19,9 @@ def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
         assert {"fid_a", "fid_c", "fid_s", "max_nearest_training_corr"} <= set(metrics[row]), row
         assert metrics[row]["volumes"] == 2
     assert "ms_ssim" in metrics["gem3d_true"] and "ms_ssim" not in metrics["gem3d_ic"]
+    for row in ("gem3d_ic", "gem3d_true"):  # mask adherence: the segmenter's Dice against the conditioning mask
+        assert 0.0 <= metrics[row]["mask_dice_whole_tumour"] <= 1.0, metrics[row]
+    assert 0.0 <= metrics["real_test_mask_adherence"]["mask_dice_whole_tumour"] <= 1.0
     assert metrics["gem3d_true"]["diversity_ms_ssim"] is not None
     assert "| gem3d_true |" in (out / "report.md").read_text()
     assert (out / "metrics.png").is_file() and (out / "previews" / "real.png").is_file()
@@ -31,11 +34,17 @@ def test_benchmark_prints_figures(tmp_path, tiny_demo):
         {
             **ov,
             "bench_sizes": [[24, 24, 12]],
-            "bench_settings": [{"steps": 2, "eta": 1.0, "batch_waves": True}],
+            "bench_settings": [
+                {"steps": 2, "eta": 1.0, "batch_waves": True},
+                {"steps": 2, "solver": "dpm++2m", "precision": "bf16"},
+            ],
             "bench_output": str(tmp_path / "bench.json"),
             "bench_native_resolution": True,
         },
     )
     rows = json.load(open(tmp_path / "bench.json"))["rows"]
     assert rows[0]["window_forwards"] > 0 and rows[0]["gflops_per_window_forward"] > 0
+    assert (rows[0]["solver"], rows[0]["precision"]) == ("ddim", "fp32")
+    assert (rows[1]["solver"], rows[1]["precision"], rows[1]["steps"]) == ("dpm++2m", "bf16", 2)
+    assert rows[1]["window_forwards"] == rows[0]["window_forwards"]  # one forward per step and window
     assert "seconds_per_volume=" in proc.stdout

@@ -122,3 +122,58 @@ def test_bad_training_input_fails_before_long_work(stage_dirs, tmp_path):
         [*DIFF, "train_window.json"], {**ov, "model_dir": str(bad), "cache_dir": str(tmp_path / "c")}, check=False
     )
     assert proc.returncode != 0 and "do not match the network" in proc.stdout + proc.stderr
+
+
+def test_decoder_finetuning_keeps_every_latent(stage_dirs, tmp_path):
+    """finetune_decoder.json trains the decoder only: encoder weights (hence latents and the diffusion stages
+    trained on them) stay bit-identical; the decoder changes; the result still loads into the declared network."""
+    root, ov = stage_dirs
+    models = tmp_path / "models"
+    shutil.copytree(ov["model_dir"], models)
+    before = torch.load(models / "autoencoder.pt", weights_only=True)
+    run_bundle(
+        ["inference.json", "train_autoencoder.json", "finetune_decoder.json"],
+        {**ov, "model_dir": str(models), "run_dir": str(tmp_path / "runs"), "max_epochs": 1, "limit_volumes": 2},
+    )
+    after = torch.load(models / "autoencoder.pt", weights_only=True)
+    assert before.keys() == after.keys()
+    frozen = [k for k in before if not k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert os.path.isfile(tmp_path / "runs" / "autoencoder_decoder" / "autoencoder_curve.png")
+
+
+def test_segmenter_and_downstream_study(stage_dirs, tmp_path):
+    """train_segmenter.json writes weights and per-region test scores; downstream.json trains one segmenter per
+    (row, seed) on real and on a gem3d-enhanced set (made by enhance.json) and writes the summary."""
+    root, ov = stage_dirs
+    seg = {"max_epochs": 1, "samples_per_epoch": 2, "val_interval": 1, "limit_volumes": 2}
+    models = tmp_path / "models"
+    run_bundle(
+        ["inference.json", "train_segmenter.json"],
+        {**ov, **seg, "run_dir": str(tmp_path / "runs"), "seg_weights_dir": str(models)},
+    )
+    assert os.path.isfile(models / "segmenter.pt")
+    scores = json.load(open(tmp_path / "runs" / "segmenter" / "test_scores.json"))
+    assert len(scores["cases"]) == 2 and 0 <= scores["mean"]["whole_tumour"]["dice"] <= 1
+    enhanced = tmp_path / "enhanced"
+    run_bundle(["inference.json", "enhance.json"], {**ov, "output_dir": str(enhanced), "repeats": 2, "limit": 2})
+    out = tmp_path / "downstream"
+    rows = {"real": {"real": True}, "gem3d_1x": {"synthetic": 1}, "real_plus_gem3d_2x": {"real": True, "synthetic": 2}}
+    run_bundle(
+        ["inference.json", "train_segmenter.json", "downstream.json"],
+        {
+            **ov,
+            **seg,
+            "limit_volumes": 4,
+            "enhanced_datalist": str(enhanced / "datalist.json"),
+            "downstream_dir": str(out),
+            "downstream_rows": rows,
+            "downstream_seeds": [0],
+        },
+    )
+    result = json.load(open(out / "downstream.json"))
+    assert set(result["summary"]) == set(rows) and result["summary"]["real"]["whole_tumour"]["seeds"] == 1
+    assert len(json.load(open(out / "datalist_1x.json"))["training"]) == 2  # 1x: the first resampling only
+    assert len(json.load(open(out / "datalist_2x.json"))["training"]) == 4
+    assert (out / "downstream.png").is_file() and "| real_plus_gem3d_2x |" in (out / "downstream.md").read_text()

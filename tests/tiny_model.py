@@ -41,6 +41,7 @@ def make_tiny_model(model_dir: str, dataset_dir: str) -> dict:
     torch.save(parser.get_parsed_content("autoencoder_def").state_dict(), os.path.join(model_dir, "autoencoder.pt"))
     torch.save(parser.get_parsed_content("window_unet_def").state_dict(), os.path.join(model_dir, "volume.pt"))
     torch.save(parser.get_parsed_content("informed_unet_def").state_dict(), os.path.join(model_dir, "informed.pt"))
+    torch.save(parser.get_parsed_content("segmenter_def").state_dict(), os.path.join(model_dir, "segmenter.pt"))
     with open(os.path.join(model_dir, "latent_scale.json"), "w") as f:
         json.dump({"scale": 1.0}, f)
     return overrides

@@ -12,4 +12,15 @@ BUNDLE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS = {"background": 0, "brain": 1, "edema": 2, "necrotic_core": 3, "enhancing": 4}
 
 # Configs say ``$import scripts`` once and then use ``scripts.<sub>.<module>``: import the subpackages here.
-from . import benchmark, data, engines, evaluate, io, metrics, networks, preview, sampling  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    benchmark,
+    data,
+    downstream,
+    engines,
+    evaluate,
+    io,
+    metrics,
+    networks,
+    preview,
+    sampling,
+)

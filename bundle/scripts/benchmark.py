@@ -10,6 +10,7 @@ import os
 import resource
 import tempfile
 import time
+from dataclasses import asdict
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -45,16 +46,14 @@ def flops_per_window_forward(net, channels: int, window: int, latent: int) -> in
 
 
 def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: int = 0, native: bool = False):
-    """``sizes``: [[H, W, Z], ...]; ``settings``: sampler overrides per row (steps, eta, batch_waves).
+    """``sizes``: [[H, W, Z], ...]; ``settings``: synthesis overrides per row (``Synthesizer.variant``).
 
     ``native``: run the networks at each volume's own in-plane size instead of the trained model size (the
     networks are fully convolutional), to measure cost and memory at 128^2 or 256^2; quality is then meaningless.
     """
     model = synth.model
     rows = []
-    base = {"steps": synth.settings.steps, "eta": synth.settings.eta, "batch_waves": synth.settings.batch_waves}
     counting = _CountingNet(model.window_net)
-    synth.sampler.network = counting
     synth.sampler.progress = False
     trained_size = synth.cfg["image_size"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,9 +69,6 @@ def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: in
             mask_path = os.path.join(tmp, f"mask_{'x'.join(map(str, size))}.nii.gz")
             save_nifti(patient["label"], patient["affine"], mask_path)
             for s in settings:
-                cfg = {**base, **s}
-                synth.settings.steps, synth.settings.eta = int(cfg["steps"]), float(cfg["eta"])
-                synth.settings.batch_waves = bool(cfg["batch_waves"])
                 counting.calls, counting.seconds = 0, 0.0
                 decode_s = [0.0]
                 decode = model.decode
@@ -84,17 +80,19 @@ def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: in
                     return out
 
                 model.decode = timed_decode
-                start = time.perf_counter()
-                result = synth.synthesize(mask_path, seed, "bench", informed={"mode": "ig"})
-                t_io = time.perf_counter()
-                synth.write(result, os.path.join(tmp, "out"), f"b_{len(rows)}", overwrite=True)
-                io_s = time.perf_counter() - t_io
-                total = time.perf_counter() - start
+                with synth.variant(s, counting):
+                    cfg = {**asdict(synth.settings), "solver": synth.solver}
+                    start = time.perf_counter()
+                    result = synth.synthesize(mask_path, seed, "bench", informed={"mode": "ig"})
+                    t_io = time.perf_counter()
+                    synth.write(result, os.path.join(tmp, "out"), f"b_{len(rows)}", overwrite=True)
+                    io_s = time.perf_counter() - t_io
+                    total = time.perf_counter() - start
                 model.decode = decode
                 row = {
                     "size": list(size),
                     "model_in_plane": synth.cfg["image_size"],
-                    **cfg,
+                    **{k: cfg[k] for k in ("solver", "steps", "eta", "batch_waves", "precision")},
                     "seconds_per_volume": round(total, 2),
                     "window_forwards": counting.calls,
                     "gflops_per_window_forward": round(flops / 1e9, 2),
@@ -106,7 +104,6 @@ def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: in
                 }
                 rows.append(row)
                 print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    synth.sampler.network = model.window_net
     synth.cfg["image_size"] = trained_size
     save_json(
         {"device": str(model.device), "torch_threads": torch.get_num_threads(), "rows": rows},

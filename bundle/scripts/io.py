@@ -101,6 +101,16 @@ def save_json(obj: Any, path: str, overwrite: bool = False) -> str:
     return _atomic_write(path, overwrite, ".json", write)
 
 
+def save_text(text: str, path: str, overwrite: bool = False) -> str:
+    """Write a text file (a Markdown report) atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    return _atomic_write(path, overwrite, ".txt", write)
+
+
 def save_figure(fig, path: str, overwrite: bool = False, dpi: int = 100) -> str:
     """Save a matplotlib figure atomically as PNG."""
     return _atomic_write(

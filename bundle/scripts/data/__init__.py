@@ -1,3 +1,13 @@
 """Data: demo phantoms, datalists and validation, volume preprocessing, conditions, latent cache, windows."""
 
-from . import conditioning, datalist, demo_phantom, latent_cache, mask_augment, slices, volumes, windows  # noqa: F401
+from . import (  # noqa: F401
+    conditioning,
+    datalist,
+    demo_phantom,
+    latent_cache,
+    mask_augment,
+    slices,
+    volume_dataset,
+    volumes,
+    windows,
+)

@@ -78,3 +78,14 @@ def from_model_space(arr: np.ndarray, geom: Geometry, kind: str = "image") -> np
         t = Resize(spatial_size=tuple(ras_shape), mode="nearest" if kind == "label" else "trilinear")(t)
         crop = np.asarray(t[0])
     return from_ras(crop, np.asarray(geom.affine))
+
+
+def model_spacing(geom: Geometry) -> tuple[float, float, float]:
+    """Voxel size (mm) of the model-space grid: RAS spacing, in-plane scaled by the aspect-keeping resize."""
+    _, ras_affine = to_ras(np.zeros(geom.shape[:3], np.int8), np.asarray(geom.affine))
+    sp = np.linalg.norm(ras_affine[:3, :3], axis=0)
+    return (
+        float(sp[0] * geom.ras_shape[0] / geom.resized[0]),
+        float(sp[1] * geom.ras_shape[1] / geom.resized[1]),
+        float(sp[2]),
+    )

@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from ..data.latent_cache import load_weights
 from ..errors import Gem3dInputError
 from ..networks.window_unet import freeze_spatial
 
@@ -26,3 +27,14 @@ def volume_network(network: torch.nn.Module, stage1_weights: str, device) -> tor
         raise Gem3dInputError(f"stage-1 weights {stage1_weights} do not match the window network: {bad[:6]}")
     freeze_spatial(network)
     return network.to(device)
+
+
+def decoder_network(network: torch.nn.Module, weights: str, device) -> torch.nn.Module:
+    """Decoder fine-tuning: load a trained ``AutoencoderKL`` and freeze everything that makes the latents.
+
+    The encoder and the posterior convolutions keep requires_grad False, so every latent, the cached latents and
+    the latent scale stay bit-identical and the diffusion stages trained on them stay valid."""
+    load_weights(network, weights, "autoencoder", device)
+    for name, param in network.named_parameters():
+        param.requires_grad_(name.startswith(("decoder.", "post_quant_conv.")))
+    return network.train()

@@ -1,3 +1,3 @@
-"""Metrics of synthetic volumes: FID per plane, fidelity, diversity and privacy."""
+"""Metrics of synthetic volumes: FID per plane, fidelity, diversity and privacy, segmentation scores."""
 
-from . import features, fid, fidelity  # noqa: F401
+from . import features, fid, fidelity, segmentation  # noqa: F401

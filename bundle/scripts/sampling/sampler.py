@@ -25,6 +25,7 @@ class SamplerSettings:
     eta: float = 1.0
     batch_waves: bool = True  # denoise the up and down windows of a wave together
     inpaint: bool = True  # False: the ablation without overlap inpainting (known slices are not enforced)
+    precision: str = "fp32"  # "bf16": the UNet runs under bf16 autocast on any device; the solver stays fp32
 
 
 class PropagationSampler:
@@ -71,8 +72,9 @@ class PropagationSampler:
                 t_dev = t.to(device)
                 if s.inpaint:
                     x = self.inpaint(x, clean, known, t_dev, generator)
-                pred = self.network(torch.cat([x, cond], dim=1), t_dev.expand(x.shape[0]))
-                x, _ = self.scheduler.step(pred, t.item(), x, eta=s.eta, generator=generator)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):
+                    pred = self.network(torch.cat([x, cond], dim=1), t_dev.expand(x.shape[0]))
+                x, _ = self.scheduler.step(pred.float(), t.item(), x, eta=s.eta, generator=generator)
                 bar.update(1)
             if s.inpaint:
                 x = torch.where(known.view(known.shape[0], 1, -1, 1, 1), clean, x)

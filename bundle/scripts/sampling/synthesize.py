@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ class Synthesizer:
         zero_background: bool = True,
         progress: bool = True,
         inpaint: bool = True,
+        precision: str = "fp32",
+        solver: str | None = None,
+        solvers: dict | None = None,
     ):
         self.model = model
         self.cfg = {
@@ -56,16 +60,57 @@ class Synthesizer:
             "eta": float(eta),
         }
         self.settings = SamplerSettings(
-            window=int(window), overlap=int(overlap), steps=int(steps), eta=float(eta), inpaint=bool(inpaint)
+            window=int(window),
+            overlap=int(overlap),
+            steps=int(steps),
+            eta=float(eta),
+            inpaint=bool(inpaint),
+            precision=str(precision),
         )
         check_parameters(1, self.settings.window, self.settings.overlap, position)
-        if self.settings.steps < 1:
-            raise Gem3dInputError(f"steps must be >= 1, got {steps}")
+        _check_settings(self.settings)
+        # named solvers (e.g. {"ddim": DDIMScheduler, "dpm++2m": DPMSolverMultistepScheduler}); the model's scheduler
+        # is the one named ``solver``
+        self.solvers = dict(solvers or {})
+        self.solver = solver or type(model.scheduler).__name__
+        if solver is not None and self.solvers.get(solver) is not model.scheduler:
+            raise Gem3dInputError(
+                f"solver {solver!r} is not the model's scheduler; known solvers: {sorted(self.solvers)}"
+            )
         self.position = float(position)
         self.informed = dict(informed or {"mode": "ic"})
         self.augment = AugmentSettings.preset(augment) if isinstance(augment, str) else augment
         self.zero_background = bool(zero_background)
         self.sampler = PropagationSampler(model.window_net, model.scheduler, self.settings, progress=progress)
+
+    @contextmanager
+    def variant(self, overrides: dict | None = None, network=None):
+        """Temporarily run with other sampler settings (steps, eta, batch_waves, inpaint, precision), another
+        ``solver`` (a name from ``solvers``), ``informed`` source or window network; restored on exit.
+
+        The evaluation rows and the benchmark settings are such overrides."""
+        overrides = dict(overrides or {})
+        saved = (self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.solver)
+        solver = overrides.pop("solver", None)
+        informed = overrides.pop("informed", None)
+        try:
+            fields = {k: overrides.pop(k) for k in list(overrides) if k in SamplerSettings.__dataclass_fields__}
+            if overrides:
+                raise Gem3dInputError(f"unknown synthesis overrides {sorted(overrides)}")
+            self.settings = self.sampler.settings = replace(self.settings, **fields)
+            _check_settings(self.settings)
+            if solver is not None:
+                if solver not in self.solvers:
+                    raise Gem3dInputError(f"unknown solver {solver!r}; known solvers: {sorted(self.solvers)}")
+                self.sampler.scheduler, self.solver = self.solvers[solver], solver
+            if informed is not None:
+                self.informed = {**self.informed, **informed}
+            if network is not None:
+                self.sampler.network = network
+            yield self
+        finally:
+            self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.solver = saved
+            self.sampler.settings = self.settings
 
     def load_mask(self, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
         mask, affine = load_nifti(mask_path, "mask", rank=3)
@@ -117,7 +162,7 @@ class Synthesizer:
             "position": position,
             "informed": inf_record,
             "augmentation": aug_params,
-            "sampler": asdict(self.settings),
+            "sampler": {**asdict(self.settings), "solver": self.solver},
             "zero_background": self.zero_background,
             "seconds": round(time.time() - start, 2),
         }
@@ -142,6 +187,13 @@ class Synthesizer:
         )
         save_json({**result["record"], "outputs": paths}, paths["record"], overwrite)
         return paths
+
+
+def _check_settings(settings: SamplerSettings) -> None:
+    if settings.steps < 1:
+        raise Gem3dInputError(f"steps must be >= 1, got {settings.steps}")
+    if settings.precision not in ("fp32", "bf16"):
+        raise Gem3dInputError(f"precision must be 'fp32' or 'bf16', got {settings.precision!r}")
 
 
 def _rank_world() -> tuple[int, int]:

@@ -1,0 +1,151 @@
+"""The downstream segmentation study (paper Table 4 protocol): does gem3d's synthetic data train a segmenter?
+
+Each row is a training source: the real training set, the gem3d-enhanced set at 1x / 2x / 3x (no real voxels), or
+real + 3x. For every row and seed, ``train_segmenter.json`` runs as its own ``monai.bundle`` job (same network,
+same number of training samples), and its final weights are scored on the real test set (Dice and HD95 per BraTS
+region). Writes downstream.json, downstream.md and a bar plot of mean and spread over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .errors import Gem3dInputError
+from .io import save_figure, save_json, save_text
+from .metrics.segmentation import REGIONS
+
+
+def subset_datalist(enhanced: str, repeats: int, output: str) -> str:
+    """The first ``repeats`` resamplings of an enhanced datalist (entries carry their ``repeat``) as a datalist."""
+    if not os.path.isfile(enhanced):
+        raise Gem3dInputError(f"enhanced datalist not found: {enhanced} (run enhance.json first)")
+    with open(enhanced) as f:
+        content = json.load(f)
+    base = os.path.dirname(os.path.abspath(enhanced))
+    entries = [
+        {**e, "image": os.path.join(base, e["image"]), "label": os.path.join(base, e["label"])}
+        for e in content["training"]
+        if int(e.get("repeat", 0)) < repeats
+    ]
+    have = {int(e.get("repeat", 0)) for e in content["training"]}
+    if not set(range(repeats)) <= have:
+        raise Gem3dInputError(f"{enhanced} holds repeats {sorted(have)}; {repeats}x needs 0..{repeats - 1}")
+    save_json({"name": f"gem3d-{repeats}x", "training": entries}, output, overwrite=True)
+    return output
+
+
+def row_sources(rows: dict, real_datalist: str, enhanced: str, work_dir: str) -> dict:
+    """Resolve row specs ``{"real": true, "synthetic": k}`` to [[datalist, section], ...] training sources."""
+    out = {}
+    for name, spec in rows.items():
+        sources = [[real_datalist, "training"]] if spec.get("real") else []
+        k = int(spec.get("synthetic", 0))
+        if k:
+            sources.append([subset_datalist(enhanced, k, os.path.join(work_dir, f"datalist_{k}x.json")), "training"])
+        if not sources:
+            raise Gem3dInputError(f"downstream row {name!r} trains on nothing (set real and/or synthetic)")
+        out[name] = sources
+    return out
+
+
+def run_study(
+    config_files: list,
+    rows: dict,
+    seeds: list,
+    real_datalist: str,
+    enhanced: str,
+    output_dir: str,
+    overrides: dict | None = None,
+) -> dict:
+    """Train and score one segmenter per (row, seed); finished runs (their scores file exists) are not redone."""
+    from monai.bundle import run
+
+    os.makedirs(output_dir, exist_ok=True)
+    sources = row_sources(rows, real_datalist, enhanced, output_dir)
+    results: dict = {}
+    for name, src in sources.items():
+        for seed in seeds:
+            run_dir = os.path.join(output_dir, name, f"seed{seed}")
+            scores_file = os.path.join(run_dir, "segmenter", "test_scores.json")
+            if not os.path.isfile(scores_file):
+                print(f"downstream: training on {name} (seed {seed})", flush=True)
+                run(
+                    config_file=config_files,
+                    seg_sources=src,
+                    seed=int(seed),
+                    run_dir=run_dir,
+                    seg_weights_dir=run_dir,
+                    **(overrides or {}),
+                )
+            with open(scores_file) as f:
+                results.setdefault(name, {})[str(seed)] = json.load(f)["mean"]
+    summary = summarise(results)
+    record = {"rows": rows, "seeds": seeds, "runs": results, "summary": summary}
+    save_json(record, os.path.join(output_dir, "downstream.json"), overwrite=True)
+    _plot(summary, output_dir)
+    _report(summary, rows, seeds, output_dir)
+    return summary
+
+
+def summarise(results: dict) -> dict:
+    """Mean and standard deviation over seeds of Dice (%) and HD95 (mm) per row and region."""
+    out = {}
+    for name, per_seed in results.items():
+        out[name] = {}
+        for region in REGIONS:
+            dice = [100 * s[region]["dice"] for s in per_seed.values()]
+            hd = [s[region]["hd95"] for s in per_seed.values() if np.isfinite(s[region]["hd95"])]
+            out[name][region] = {
+                "dice_mean": float(np.mean(dice)),
+                "dice_std": float(np.std(dice)),
+                "hd95_mean": float(np.mean(hd)) if hd else float("nan"),
+                "hd95_std": float(np.std(hd)) if hd else float("nan"),
+                "seeds": len(dice),
+            }
+    return out
+
+
+def _plot(summary: dict, output_dir: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, regions = list(summary), list(REGIONS)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        x = np.arange(len(regions)) + i * width
+        for ax, key in zip(axes, ("dice", "hd95")):
+            mean = [summary[name][r][f"{key}_mean"] for r in regions]
+            std = [summary[name][r][f"{key}_std"] for r in regions]
+            ax.bar(x, mean, width, yerr=std, capsize=2, label=name)
+    for ax, title in zip(axes, ("Dice (%) on the real test set", "HD95 (mm), lower is better")):
+        ax.set_xticks(np.arange(len(regions)) + 0.4 - width / 2)
+        ax.set_xticklabels(regions)
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, os.path.join(output_dir, "downstream.png"), overwrite=True)
+    plt.close(fig)
+
+
+def _report(summary: dict, rows: dict, seeds: list, output_dir: str) -> None:
+    regions = list(REGIONS)
+    lines = [
+        f"Segmenter (SegResNet, train_segmenter.json) per training source; mean ± std over seeds {seeds}.",
+        "",
+        "| training source | " + " | ".join(f"{r} Dice % | {r} HD95 mm" for r in regions) + " |",
+        "|---|" + "---|---|" * len(regions),
+    ]
+    for name, per_region in summary.items():
+        cells = []
+        for r in regions:
+            s = per_region[r]
+            cells.append(f"{s['dice_mean']:.1f} ± {s['dice_std']:.1f}")
+            cells.append(f"{s['hd95_mean']:.1f} ± {s['hd95_std']:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    save_text("\n".join(lines) + "\n", os.path.join(output_dir, "downstream.md"), overwrite=True)
