@@ -179,3 +179,33 @@ def test_enhancement_shards_over_two_ranks_without_loss_or_repeat(tiny, tmp_path
     assert sorted(os.path.basename(e["image"]) for e in d["training"]) == sorted(names)
     ranks = {line.split("]")[0] for line in proc.stdout.splitlines() if line.startswith("[rank")}
     assert ranks == {"[rank 0", "[rank 1"}
+
+
+def test_variant_switches_solver_precision_and_restores(tiny, tmp_path):
+    """Evaluation rows and benchmark settings run through Synthesizer.variant: the override is used and recorded,
+    everything is restored afterwards (also after an error), and unknown names are refused."""
+    _oblique_mask(tmp_path / "mask.nii.gz")
+    synth = build_synthesizer(tiny)
+    synth.sampler.progress = False
+    mask = str(tmp_path / "mask.nii.gz")
+    base = synth.synthesize(mask, 3, "case")
+    assert base["record"]["sampler"]["solver"] == "ddim" and base["record"]["sampler"]["precision"] == "fp32"
+    scheduler, settings = synth.sampler.scheduler, synth.settings
+    with synth.variant({"solver": "dpm++2m", "steps": 2, "precision": "bf16", "informed": {"mode": "ig"}}):
+        fast = synth.synthesize(mask, 3, "case")
+        assert type(synth.sampler.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    rec = fast["record"]
+    assert (rec["sampler"]["solver"], rec["sampler"]["steps"], rec["sampler"]["precision"]) == ("dpm++2m", 2, "bf16")
+    assert rec["informed"]["mode"] == "ig" and np.isfinite(fast["image"]).all()
+    assert synth.sampler.scheduler is scheduler and synth.settings is settings and synth.informed["mode"] == "ic"
+    np.testing.assert_array_equal(synth.synthesize(mask, 3, "case")["image"], base["image"])
+    with pytest.raises(Gem3dInputError, match="unknown solver"):
+        with synth.variant({"solver": "euler"}):
+            pass
+    with pytest.raises(Gem3dInputError, match="precision"):
+        with synth.variant({"precision": "fp8"}):
+            pass
+    with pytest.raises(Gem3dInputError, match="unknown synthesis overrides"):
+        with synth.variant({"stepz": 3}):
+            pass
+    assert synth.settings is settings and synth.sampler.settings is settings
