@@ -40,9 +40,14 @@ def test_benchmark_prints_figures(tmp_path, tiny_demo):
             ],
             "bench_output": str(tmp_path / "bench.json"),
             "bench_native_resolution": True,
+            "bench_forward_variants": ["fp32", "bf16", "channels_last"],
         },
     )
-    rows = json.load(open(tmp_path / "bench.json"))["rows"]
+    result = json.load(open(tmp_path / "bench.json"))
+    rows = result["rows"]
+    assert result["forwards"]["fp32"]["relative_error_vs_fp32"] == 0.0
+    assert result["forwards"]["bf16"]["relative_error_vs_fp32"] < 0.05
+    assert result["forwards"]["channels_last"]["ms_per_forward"] > 0
     assert rows[0]["window_forwards"] > 0 and rows[0]["gflops_per_window_forward"] > 0
     assert (rows[0]["solver"], rows[0]["precision"]) == ("ddim", "fp32")
     assert (rows[1]["solver"], rows[1]["precision"], rows[1]["steps"]) == ("dpm++2m", "bf16", 2)

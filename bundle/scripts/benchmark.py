@@ -6,6 +6,7 @@ Prints a table and writes JSON. Figures, not assertions: this is a benchmark, no
 
 from __future__ import annotations
 
+import copy
 import os
 import resource
 import tempfile
@@ -45,7 +46,48 @@ def flops_per_window_forward(net, channels: int, window: int, latent: int) -> in
     return int(counter.get_total_flops())
 
 
-def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: int = 0, native: bool = False):
+def forward_variants(net, channels: int, window: int, latent: int, variants, repeats: int = 10) -> dict:
+    """Milliseconds per window-UNet forward (a wave of 2 windows) for each of ``variants``: ``fp32``, ``bf16``
+    (autocast), ``channels_last`` (fp32 weights in channels-last layout) and ``compile`` (``torch.compile``; its
+    compile time is reported too). The output's relative error against fp32 is reported for each."""
+    device = next(net.parameters()).device
+    x, t = torch.randn(2, channels, window, latent, latent, device=device), torch.tensor([500], device=device)
+    out = {}
+    with torch.inference_mode():
+        ref = net(x, t).float()
+    for name in variants:
+        fn, extra = net, {}
+        if name == "channels_last":
+            fn = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        elif name == "compile":
+            start = time.perf_counter()
+            fn = torch.compile(copy.deepcopy(net))
+            with torch.inference_mode():
+                fn(x, t)
+            extra["compile_s"] = round(time.perf_counter() - start, 1)
+        elif name not in ("fp32", "bf16"):
+            raise ValueError(f"unknown forward variant {name!r}")
+
+        def call():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=name == "bf16"):
+                return fn(x, t).float()
+
+        with torch.inference_mode():
+            err = float((call() - ref).norm() / ref.norm().clamp_min(1e-12))
+            for _ in range(2):
+                call()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                call()
+        ms = (time.perf_counter() - start) / repeats * 1000
+        out[name] = {"ms_per_forward": round(ms, 1), "relative_error_vs_fp32": round(err, 5), **extra}
+        print(f"forward {name}: {out[name]}", flush=True)
+    return out
+
+
+def run_benchmark(
+    synth, sizes, settings: list[dict], output_file: str, seed: int = 0, native: bool = False, variants=()
+):
     """``sizes``: [[H, W, Z], ...]; ``settings``: synthesis overrides per row (``Synthesizer.variant``).
 
     ``native``: run the networks at each volume's own in-plane size instead of the trained model size (the
@@ -105,8 +147,11 @@ def run_benchmark(synth, sizes, settings: list[dict], output_file: str, seed: in
                 rows.append(row)
                 print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     synth.cfg["image_size"] = trained_size
+    net = model.window_net
+    latent = model.latent_shape(trained_size)[-1]
+    forwards = forward_variants(net, net.unet.in_channels, synth.settings.window, latent, variants) if variants else {}
     save_json(
-        {"device": str(model.device), "torch_threads": torch.get_num_threads(), "rows": rows},
+        {"device": str(model.device), "torch_threads": torch.get_num_threads(), "rows": rows, "forwards": forwards},
         output_file,
         overwrite=True,
     )
