@@ -35,7 +35,7 @@ def test_benchmark_prints_figures(tmp_path, tiny_demo):
             **ov,
             "bench_sizes": [[24, 24, 12]],
             "bench_settings": [
-                {"steps": 2, "eta": 1.0, "batch_waves": True},
+                {"steps": 2, "eta": 1.0, "batch_waves": True, "solver": "ddim", "precision": "fp32"},
                 {"steps": 2, "solver": "dpm++2m", "precision": "bf16"},
             ],
             "bench_output": str(tmp_path / "bench.json"),

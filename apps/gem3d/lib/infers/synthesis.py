@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 SYNTHETIC_PREFIX = "gem3d_"
 PARAMS = {
     "seed": 0,
-    "steps": 50,
+    "steps": None,  # None: the bundle's configured default (inference.json ``steps``)
     "position": 0.5,
     "informed": "image",  # "image" (the request's own image), "ig", or another datastore image id
     "informed_slice": -1,  # -1: the slice at `position`
@@ -57,7 +57,12 @@ class SynthesisTask(InferTask):
             labels=None,
             dimension=3,
             description=description,
-            config={**PARAMS, "result_extension": ".nii.gz", "result_dtype": "float32"},
+            config={
+                **PARAMS,
+                "steps": synthesizer.settings.steps,
+                "result_extension": ".nii.gz",
+                "result_dtype": "float32",
+            },
         )
         self.synth = synthesizer
         self.datastore_fn = datastore_fn
@@ -73,7 +78,7 @@ class SynthesisTask(InferTask):
         info["output"] = "image"
         info["params"] = {
             "seed": "integer >= 0",
-            "steps": "DDIM steps, 1..1000",
+            "steps": f"solver steps, 1..1000 (default {self.synth.settings.steps}, solver {self.synth.solver})",
             "position": "start position p in [0, 1]",
             "informed": "'image' | 'ig' | <datastore image id>",
             "informed_slice": "-1 or a slice index",
@@ -97,7 +102,7 @@ class SynthesisTask(InferTask):
         image_id = request["image_id"]
         image_path = request["image"]
         seed = _as_int(request, "seed", 0, 2**31 - 1)
-        steps = _as_int(request, "steps", 1, 1000)
+        steps = _as_int({**request, "steps": request.get("steps", self.synth.settings.steps)}, "steps", 1, 1000)
         position = _as_float(request, "position", 0.0, 1.0)
         augment = str(request.get("augment", "none"))
         if augment not in ("none", "mri", "ct"):
@@ -120,8 +125,7 @@ class SynthesisTask(InferTask):
         if mask_shape[:3] != image_shape[:3]:
             raise RequestError(f"the mask's shape {mask_shape} differs from image {image_id!r}'s shape {image_shape}")
         start = time.time()
-        with self._lock:
-            self.synth.settings.steps = steps
+        with self._lock, self.synth.variant({"steps": steps}):
             self.synth.augment = type(self.synth.augment).preset(augment)
             result = self.synth.synthesize(
                 mask_path, seed, image_id, image_path=image_path, informed=informed, position=position
