@@ -15,7 +15,7 @@ def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
     out = tmp_path / "eval"
     run_bundle(["inference.json", "evaluate.json"], {**ov, "eval_dir": str(out), "eval_limit": 1})
     metrics = json.load(open(out / "metrics.json"))
-    for row in ("gem3d_ic", "gem3d_ig", "gem3d_true", "stage1_only_true", "no_inpainting_true"):
+    for row in ("gem3d_ic", "gem3d_ic_augmented", "gem3d_ig", "gem3d_true", "stage1_only_true", "no_inpainting_true"):
         assert {"fid_a", "fid_c", "fid_s", "max_nearest_training_corr"} <= set(metrics[row]), row
         assert metrics[row]["volumes"] == 2
     assert "ms_ssim" in metrics["gem3d_true"] and "ms_ssim" not in metrics["gem3d_ic"]

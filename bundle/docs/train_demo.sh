@@ -17,4 +17,4 @@ $RUN "['$C/inference.json','$C/train_autoencoder.json','$C/finetune_decoder.json
 $RUN "['$C/inference.json','$C/train_autoencoder.json','$C/finetune_decoder.json']" \
     --stage_dir bundle/runs/autoencoder_decoder_r2 --max_epochs 24 --ssim_weight 0.5
 # the mask-adherence judge of evaluate.json (SegResNet on the real training set)
-$RUN "['$C/inference.json','$C/train_segmenter.json']" --max_epochs 24 --samples_per_epoch 32 --val_interval 4
+$RUN "['$C/inference.json','$C/train_segmenter.json']" --max_epochs 48 --val_interval 8

@@ -86,13 +86,15 @@ class Synthesizer:
     @contextmanager
     def variant(self, overrides: dict | None = None, network=None):
         """Temporarily run with other sampler settings (steps, eta, batch_waves, inpaint, precision), another
-        ``solver`` (a name from ``solvers``), ``informed`` source or window network; restored on exit.
+        ``solver`` (a name from ``solvers``), ``informed`` source, ``augment`` preset or window network; restored on
+        exit.
 
         The evaluation rows and the benchmark settings are such overrides."""
         overrides = dict(overrides or {})
-        saved = (self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.solver)
+        saved = (self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.solver, self.augment)
         solver = overrides.pop("solver", None)
         informed = overrides.pop("informed", None)
+        augment = overrides.pop("augment", None)
         try:
             fields = {k: overrides.pop(k) for k in list(overrides) if k in SamplerSettings.__dataclass_fields__}
             if overrides:
@@ -105,11 +107,15 @@ class Synthesizer:
                 self.sampler.scheduler, self.solver = self.solvers[solver], solver
             if informed is not None:
                 self.informed = {**self.informed, **informed}
+            if augment is not None:
+                self.augment = AugmentSettings.preset(augment)
             if network is not None:
                 self.sampler.network = network
             yield self
         finally:
-            self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.solver = saved
+            self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.solver, self.augment = (
+                saved
+            )
             self.sampler.settings = self.settings
 
     def load_mask(self, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
