@@ -8,11 +8,16 @@ import sys
 
 from conftest import BUNDLE, CONFIGS, ROOT
 
-SCHEMA = os.path.join(os.path.dirname(ROOT), "shared", "schemas", "meta_schema_20240725.json")
+# The model zoo's metadata schema (MONAI model-zoo, Apache-2.0), kept with the tests so a clean clone validates
+# offline; when the project's shared copy is beside the checkout, the two must be the same file.
+SCHEMA = os.path.join(ROOT, "tests", "data", "meta_schema_20240725.json")
+SHARED_SCHEMA = os.path.join(os.path.dirname(ROOT), "shared", "schemas", "meta_schema_20240725.json")
 
 
 def test_metadata_validates_against_schema():
     assert os.path.isfile(SCHEMA), f"schema missing at {SCHEMA}"
+    if os.path.isfile(SHARED_SCHEMA):
+        assert open(SHARED_SCHEMA, "rb").read() == open(SCHEMA, "rb").read(), "tests/data schema differs from shared/"
     cmd = [
         sys.executable,
         "-m",
