@@ -66,8 +66,8 @@ class SynthesisTask(InferTask):
         )
         self.synth = synthesizer
         self.datastore_fn = datastore_fn
-        # The infer route runs in a thread pool, so requests can overlap; each sets the shared synthesizer's steps
-        # and augmentation, and generation is compute-bound anyway: one synthesis at a time.
+        # The infer route runs in a thread pool, so requests can overlap; each runs the shared synthesizer with its own
+        # steps (a variant) and augmentation, and generation is compute-bound anyway: one synthesis at a time.
         self._lock = threading.Lock()
 
     def is_valid(self) -> bool:
