@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from .data.datalist import read_datalist
 from .errors import Gem3dInputError
 from .io import save_figure, save_json, save_text
 from .metrics.segmentation import REGIONS
@@ -22,15 +23,9 @@ def subset_datalist(enhanced: str, repeats: int, output: str) -> str:
     """The first ``repeats`` resamplings of an enhanced datalist (entries carry their ``repeat``) as a datalist."""
     if not os.path.isfile(enhanced):
         raise Gem3dInputError(f"enhanced datalist not found: {enhanced} (run enhance.json first)")
-    with open(enhanced) as f:
-        content = json.load(f)
-    base = os.path.dirname(os.path.abspath(enhanced))
-    entries = [
-        {**e, "image": os.path.join(base, e["image"]), "label": os.path.join(base, e["label"])}
-        for e in content["training"]
-        if int(e.get("repeat", 0)) < repeats
-    ]
-    have = {int(e.get("repeat", 0)) for e in content["training"]}
+    items = read_datalist(enhanced, ("training",))["training"]  # absolute paths, every file checked
+    entries = [e for e in items if int(e.get("repeat", 0)) < repeats]
+    have = {int(e.get("repeat", 0)) for e in items}
     if not set(range(repeats)) <= have:
         raise Gem3dInputError(f"{enhanced} holds repeats {sorted(have)}; {repeats}x needs 0..{repeats - 1}")
     save_json({"name": f"gem3d-{repeats}x", "training": entries}, output, overwrite=True)

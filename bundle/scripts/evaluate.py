@@ -84,11 +84,11 @@ def evaluate(
     previews = {}
     for name, row in rows.items():
         folder = os.path.join(output_dir, name)
-        overrides = {k: v for k, v in row.items() if k != "stage1"}
-        network = None
-        if row.get("stage1"):
-            network = load_weights(stage1_network, stage1_file, "stage-1 window model", synth.model.device)
-        if not os.path.isfile(os.path.join(folder, "datalist.json")):
+        if not os.path.isfile(os.path.join(folder, "datalist.json")):  # rows already generated are only measured
+            overrides = {k: v for k, v in row.items() if k != "stage1"}
+            network = None
+            if row.get("stage1"):
+                network = load_weights(stage1_network, stage1_file, "stage-1 window model", synth.model.device)
             with synth.variant(overrides, network):
                 run_datalist(synth, datalist, "test", folder, repeats=repeats, seed=seed, overwrite=True, limit=limit)
         vols, entries = _load_synth(folder)

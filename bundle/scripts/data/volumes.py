@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from monai.transforms import Resize, ScaleIntensityRange, SpatialPad
+from nibabel.affines import voxel_sizes
+from nibabel.orientations import io_orientation
 
 from ..errors import Gem3dInputError
 from ..io import from_ras, to_ras
@@ -82,8 +84,10 @@ def from_model_space(arr: np.ndarray, geom: Geometry, kind: str = "image") -> np
 
 def model_spacing(geom: Geometry) -> tuple[float, float, float]:
     """Voxel size (mm) of the model-space grid: RAS spacing, in-plane scaled by the aspect-keeping resize."""
-    _, ras_affine = to_ras(np.zeros(geom.shape[:3], np.int8), np.asarray(geom.affine))
-    sp = np.linalg.norm(ras_affine[:3, :3], axis=0)
+    affine = np.asarray(geom.affine)
+    ras_axis = io_orientation(affine)[:, 0].astype(int)  # the RAS axis each voxel axis becomes in to_ras
+    sp = np.empty(3)
+    sp[ras_axis] = voxel_sizes(affine)
     return (
         float(sp[0] * geom.ras_shape[0] / geom.resized[0]),
         float(sp[1] * geom.ras_shape[1] / geom.resized[1]),

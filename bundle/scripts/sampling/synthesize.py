@@ -47,7 +47,6 @@ class Synthesizer:
         progress: bool = True,
         inpaint: bool = True,
         precision: str = "fp32",
-        solver: str | None = None,
         solvers: dict | None = None,
     ):
         self.model = model
@@ -69,19 +68,22 @@ class Synthesizer:
         )
         check_parameters(1, self.settings.window, self.settings.overlap, position)
         _check_settings(self.settings)
-        # named solvers (e.g. {"ddim": DDIMScheduler, "dpm++2m": DPMSolverMultistepScheduler}); the model's scheduler
-        # is the one named ``solver``
+        # named solvers (e.g. {"ddim": DDIMScheduler, "dpm++2m": DPMSolverMultistepScheduler}) that ``variant`` can
+        # switch to; the name in use is derived from the sampler's scheduler (see ``solver``)
         self.solvers = dict(solvers or {})
-        self.solver = solver or type(model.scheduler).__name__
-        if solver is not None and self.solvers.get(solver) is not model.scheduler:
-            raise Gem3dInputError(
-                f"solver {solver!r} is not the model's scheduler; known solvers: {sorted(self.solvers)}"
-            )
         self.position = float(position)
         self.informed = dict(informed or {"mode": "ic"})
         self.augment = AugmentSettings.preset(augment) if isinstance(augment, str) else augment
         self.zero_background = bool(zero_background)
         self.sampler = PropagationSampler(model.window_net, model.scheduler, self.settings, progress=progress)
+
+    @property
+    def solver(self) -> str:
+        """Name of the scheduler the sampler uses: its key in ``solvers``, else its class name."""
+        for name, scheduler in self.solvers.items():
+            if scheduler is self.sampler.scheduler:
+                return name
+        return type(self.sampler.scheduler).__name__
 
     @contextmanager
     def variant(self, overrides: dict | None = None, network=None):
@@ -91,7 +93,7 @@ class Synthesizer:
 
         The evaluation rows and the benchmark settings are such overrides."""
         overrides = dict(overrides or {})
-        saved = (self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.solver, self.augment)
+        saved = (self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.augment)
         solver = overrides.pop("solver", None)
         informed = overrides.pop("informed", None)
         augment = overrides.pop("augment", None)
@@ -104,7 +106,7 @@ class Synthesizer:
             if solver is not None:
                 if solver not in self.solvers:
                     raise Gem3dInputError(f"unknown solver {solver!r}; known solvers: {sorted(self.solvers)}")
-                self.sampler.scheduler, self.solver = self.solvers[solver], solver
+                self.sampler.scheduler = self.solvers[solver]
             if informed is not None:
                 self.informed = {**self.informed, **informed}
             if augment is not None:
@@ -113,9 +115,7 @@ class Synthesizer:
                 self.sampler.network = network
             yield self
         finally:
-            self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.solver, self.augment = (
-                saved
-            )
+            self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.augment = saved
             self.sampler.settings = self.settings
 
     def load_mask(self, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
