@@ -222,5 +222,13 @@ def test_batch_enhancement_runs_in_background_with_progress(server):
         time.sleep(2)
     assert status.get("status") == "DONE", status
     assert any("gem3d batch:" in line for line in status.get("details", []))
-    objects = requests.get(server["url"] + "/datastore/?output=all", timeout=10).json()["objects"]
-    assert sum(1 for i in objects if i.startswith("gem3d_") and i.endswith("_s100")) >= 2
+    # the batch runs in a subprocess; the server's datastore picks its new images up from disk (a watcher), so
+    # the listing may lag the DONE status by a moment
+    deadline, count = time.time() + 30, 0
+    while time.time() < deadline:
+        objects = requests.get(server["url"] + "/datastore/?output=all", timeout=10).json()["objects"]
+        count = sum(1 for i in objects if i.startswith("gem3d_") and i.endswith("_s100"))
+        if count >= 2:
+            break
+        time.sleep(1)
+    assert count >= 2, objects
