@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import torch
 from conftest import run_bundle
@@ -12,19 +13,33 @@ def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
     ov = make_tiny_model(str(tmp_path / "models"), os.path.dirname(tiny_demo))
     stage1 = parser_with({**TINY_OVERRIDES, "window_temporal": False}).get_parsed_content("window_unet_def")
     torch.save(stage1.state_dict(), tmp_path / "models" / "window.pt")
+    shutil.copy(tmp_path / "models" / "volume.pt", tmp_path / "models" / "volume_mask_only.pt")
     out = tmp_path / "eval"
     run_bundle(["inference.json", "evaluate.json"], {**ov, "eval_dir": str(out), "eval_limit": 1})
     metrics = json.load(open(out / "metrics.json"))
-    for row in ("gem3d_ic", "gem3d_ic_augmented", "gem3d_ig", "gem3d_true", "stage1_only_true", "no_inpainting_true"):
+    rows = ("gem3d_ic", "gem3d_ic_augmented", "gem3d_ig", "gem3d_true", "stage1_only_true", "no_inpainting_true")
+    for row in (*rows, "mask_only_baseline"):
         assert {"fid_a", "fid_c", "fid_s", "max_nearest_training_corr"} <= set(metrics[row]), row
         assert metrics[row]["volumes"] == 2
     assert "ms_ssim" in metrics["gem3d_true"] and "ms_ssim" not in metrics["gem3d_ic"]
+    record = json.load(open(next((out / "mask_only_baseline" / "records").glob("*.json"))))
+    assert record["informed"] == {"mode": "none"}
     for row in ("gem3d_ic", "gem3d_true"):  # mask adherence: the segmenter's Dice against the conditioning mask
         assert 0.0 <= metrics[row]["mask_dice_whole_tumour"] <= 1.0, metrics[row]
     assert 0.0 <= metrics["real_test_mask_adherence"]["mask_dice_whole_tumour"] <= 1.0
     assert metrics["gem3d_true"]["diversity_ms_ssim"] is not None
     assert "| gem3d_true |" in (out / "report.md").read_text()
     assert (out / "metrics.png").is_file() and (out / "previews" / "real.png").is_file()
+
+    # a row whose network weights are missing is skipped and reported, not failed
+    os.remove(tmp_path / "models" / "volume_mask_only.pt")
+    only = {"mask_only_baseline": {"informed": {"mode": "none"}, "network": "mask_only"}}
+    run_bundle(["inference.json", "evaluate.json"], {**ov, "eval_dir": str(tmp_path / "e2"), "eval_rows": only})
+    metrics = json.load(open(tmp_path / "e2" / "metrics.json"))
+    assert (
+        "mask_only_baseline" not in metrics and "volume_mask_only.pt" in metrics["skipped_rows"]["mask_only_baseline"]
+    )
+    assert "Row mask_only_baseline skipped" in (tmp_path / "e2" / "report.md").read_text()
 
 
 def test_benchmark_prints_figures(tmp_path, tiny_demo):

@@ -93,3 +93,32 @@ def test_inpaint_matches_forward_diffusion():
         assert torch.all(out[:, :, 1] == 0)  # unknown slices untouched
         np.testing.assert_allclose(out[:, :, 0].mean().item(), 5.0 * a.sqrt().item(), atol=0.1)
         np.testing.assert_allclose(out[:, :, 0].std().item(), (1 - a).sqrt().item(), rtol=0.1)
+
+
+class FullInputDenoiser(RecordingDenoiser):
+    def forward(self, x, t):
+        self.calls.append((x.clone(), t.clone()))
+        return 0.3 * x[:, : self.channels] + 0.1 * x[:, -self.channels - 1 : -1]  # depends on the informed latent
+
+
+def test_mask_only_windows_carry_no_informed_slice_but_still_join():
+    """The mask-only baseline: no window sees an informed latent or offset, every overlap slice is still inpainted."""
+    g = torch.Generator().manual_seed(5)
+    mask, informed = torch.rand((40, 5, 16, 16), generator=g), torch.randn((4, 16, 16), generator=g) + 3.0
+    groups = waves(plan_windows(40, 16, 2, 0.4))
+    results = {}
+    for mask_only in (False, True):
+        net = FullInputDenoiser()
+        sampler = PropagationSampler(net, _scheduler(), SamplerSettings(16, 2, 3, 1.0), progress=False)
+        out = sampler.sample(mask, informed, 0.4, torch.Generator().manual_seed(0), mask_only=mask_only)
+        assert len(net.calls) == len(groups) * 3
+        results[mask_only] = (out, torch.cat([x[:, 4 + 5 :] for x, _ in net.calls]))  # informed latent + offset
+        x, t = net.calls[-1]  # last step of the last wave: its known slices are q(x_t | generated slice)
+        a = sampler.scheduler.alphas_cumprod[int(t[0])]
+        for b, w in enumerate(groups[-1]):
+            for z in w.known:
+                eps = (x[b, :4, z - w.start] - a.sqrt() * out[z]) / (1 - a).sqrt()
+                assert abs(eps.mean().item()) < 0.25 and 0.75 < eps.std().item() < 1.25
+    assert torch.count_nonzero(results[True][1]) == 0
+    assert torch.count_nonzero(results[False][1]) > 0
+    assert not torch.allclose(results[True][0], results[False][0])

@@ -57,6 +57,30 @@ def test_window_volume_informed_stages_run(stage_dirs):
     assert os.path.isfile(os.path.join(ov["model_dir"], "informed.pt"))
 
 
+def test_mask_only_baseline_trains_both_stages_without_informed_slices(stage_dirs):
+    root, ov = stage_dirs
+    models = root / "baseline_models"
+    models.mkdir()
+    shutil.copy(os.path.join(ov["model_dir"], "autoencoder.pt"), models)
+    ov = {**ov, "model_dir": str(models)}
+    run_bundle([*DIFF, "train_window.json", "baseline_mask_only.json"], {**ov, **FAST, "max_epochs": 1})
+    stage1 = root / "runs" / "window_mask_only" / "window_mask_only.pt"
+    assert stage1.is_file() and not os.path.exists(os.path.join(ov["model_dir"], "window.pt"))
+    stage2 = [*DIFF, "train_window.json", "train_volume.json", "baseline_mask_only.json"]
+    run_bundle(stage2, {**ov, **FAST, "max_epochs": 1})
+    vol = torch.load(os.path.join(ov["model_dir"], "volume_mask_only.pt"), weights_only=True)
+    assert any(k.startswith("temporal.") for k in vol)
+    for k, v in torch.load(stage1, weights_only=True).items():
+        assert torch.equal(vol[k], v), k
+
+    from scripts.data.windows import WindowDataset
+
+    cache = {"scale": 1.0, "cases": [{"id": "a", "latent": torch.randn(20, 4, 4, 4), "mask": torch.rand(20, 5, 4, 4)}]}
+    item = WindowDataset(cache, 16, 4, seed=0, mask_only=True)[0]
+    assert torch.count_nonzero(item["condition"][5:]) == 0  # informed latent and offsets are zero
+    assert torch.count_nonzero(WindowDataset(cache, 16, 4, seed=0)[0]["condition"][5:]) > 0
+
+
 def test_stage2_freezes_stage1_and_starts_at_its_function(tmp_path):
     parser = parser_with({**TINY_OVERRIDES, "window_temporal": False})
     stage1 = parser.get_parsed_content("window_unet_def")
@@ -159,7 +183,17 @@ def test_segmenter_and_downstream_study(stage_dirs, tmp_path):
     enhanced = tmp_path / "enhanced"
     run_bundle(["inference.json", "enhance.json"], {**ov, "output_dir": str(enhanced), "repeats": 2, "limit": 2})
     out = tmp_path / "downstream"
-    rows = {"real": {"real": True}, "gem3d_1x": {"synthetic": 1}, "real_plus_gem3d_2x": {"real": True, "synthetic": 2}}
+    other = json.load(open(enhanced / "datalist.json"))  # another enhanced set (a baseline's): one volume of it
+    other["training"] = [
+        {**e, "image": str(enhanced / e["image"]), "label": str(enhanced / e["label"])} for e in other["training"][:1]
+    ]
+    json.dump(other, open(tmp_path / "other.json", "w"))
+    rows = {
+        "real": {"real": True},
+        "gem3d_1x": {"synthetic": 1},
+        "real_plus_gem3d_2x": {"real": True, "synthetic": 2},
+        "baseline_1x": {"synthetic": 1, "enhanced": str(tmp_path / "other.json")},
+    }
     run_bundle(
         ["inference.json", "train_segmenter.json", "downstream.json"],
         {
@@ -174,6 +208,7 @@ def test_segmenter_and_downstream_study(stage_dirs, tmp_path):
     )
     result = json.load(open(out / "downstream.json"))
     assert set(result["summary"]) == set(rows) and result["summary"]["real"]["whole_tumour"]["seeds"] == 1
-    assert len(json.load(open(out / "datalist_1x.json"))["training"]) == 2  # 1x: the first resampling only
-    assert len(json.load(open(out / "datalist_2x.json"))["training"]) == 4
+    assert len(json.load(open(out / "datalist_gem3d_1x.json"))["training"]) == 2  # 1x: the first resampling only
+    assert len(json.load(open(out / "datalist_real_plus_gem3d_2x.json"))["training"]) == 4
+    assert len(json.load(open(out / "datalist_baseline_1x.json"))["training"]) == 1
     assert (out / "downstream.png").is_file() and "| real_plus_gem3d_2x |" in (out / "downstream.md").read_text()

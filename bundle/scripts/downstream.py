@@ -1,8 +1,9 @@
 """The downstream segmentation study (paper Table 4 protocol): does gem3d's synthetic data train a segmenter?
 
-Each row is a training source: the real training set, the gem3d-enhanced set at 1x / 2x / 3x (no real voxels), or
-real + 3x. For every row and seed, ``train_segmenter.json`` runs as its own ``monai.bundle`` job (same network,
-same number of training samples), and its final weights are scored on the real test set (Dice and HD95 per BraTS
+Each row is a training source: the real training set, the gem3d-enhanced set at 1x / 2x / 3x (no real voxels),
+real + 3x, or another enhanced set (``"enhanced": datalist``, e.g. the mask-only baseline's reconstructions). For
+every row and seed, ``train_segmenter.json`` runs as its own ``monai.bundle`` job (same network, same number of
+training samples), and its final weights are scored on the real test set (Dice and HD95 per BraTS
 region). Writes downstream.json, downstream.md and a bar plot of mean and spread over seeds.
 """
 
@@ -33,13 +34,15 @@ def subset_datalist(enhanced: str, repeats: int, output: str) -> str:
 
 
 def row_sources(rows: dict, real_datalist: str, enhanced: str, work_dir: str) -> dict:
-    """Resolve row specs ``{"real": true, "synthetic": k}`` to [[datalist, section], ...] training sources."""
+    """Resolve row specs ``{"real": true, "synthetic": k, "enhanced": datalist}`` to [[datalist, section], ...]
+    training sources (``enhanced`` defaults to the study's gem3d-enhanced datalist)."""
     out = {}
     for name, spec in rows.items():
         sources = [[real_datalist, "training"]] if spec.get("real") else []
         k = int(spec.get("synthetic", 0))
         if k:
-            sources.append([subset_datalist(enhanced, k, os.path.join(work_dir, f"datalist_{k}x.json")), "training"])
+            subset = os.path.join(work_dir, f"datalist_{name}.json")
+            sources.append([subset_datalist(spec.get("enhanced", enhanced), k, subset), "training"])
         if not sources:
             raise Gem3dInputError(f"downstream row {name!r} trains on nothing (set real and/or synthetic)")
         out[name] = sources

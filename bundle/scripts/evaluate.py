@@ -1,7 +1,8 @@
 """The evaluation job: synthesize the real test masks under several settings and measure them.
 
-Rows (same weights, same data): GEM-3D with IC (also with 3D mask augmentation), IG and the true informed slice
-(paper Table 2 protocol), and the ablations stage 1 only (no volumetric tuning) and no overlap inpainting.
+Rows (same data, same sampler): GEM-3D with IC (also with 3D mask augmentation), IG and the true informed slice
+(paper Table 2 protocol), the ablations stage 1 only (no volumetric tuning) and no overlap inpainting, and the
+Make-A-Volume-style baseline (mask only, no informed slice; ``baseline_mask_only.json``, same training budget).
 Metrics: FID-A/C/S against the real test set (floor: real training vs real test), fidelity to the real volume for
 the true-informed rows, mask adherence (a segmenter trained on real data, Dice against the conditioning mask),
 diversity (MS-SSIM between two samples of a mask) and privacy (highest correlation with any training volume).
@@ -24,6 +25,7 @@ import numpy as np  # noqa: E402
 from .data.latent_cache import load_weights  # noqa: E402
 from .data.slices import load_volumes  # noqa: E402
 from .data.volume_dataset import load_sources  # noqa: E402
+from .errors import Gem3dInputError  # noqa: E402
 from .io import save_figure, save_json, save_text  # noqa: E402
 from .metrics.features import EncoderFeatures  # noqa: E402
 from .metrics.fid import features_per_plane, fid_per_plane  # noqa: E402
@@ -37,8 +39,9 @@ DEFAULT_ROWS = {
     "gem3d_ic_augmented": {"informed": {"mode": "ic"}, "augment": "mri"},
     "gem3d_ig": {"informed": {"mode": "ig"}},
     "gem3d_true": {"informed": {"mode": "true"}},
-    "stage1_only_true": {"informed": {"mode": "true"}, "stage1": True},
+    "stage1_only_true": {"informed": {"mode": "true"}, "network": "stage1"},
     "no_inpainting_true": {"informed": {"mode": "true"}, "inpaint": False},
+    "mask_only_baseline": {"informed": {"mode": "none"}, "network": "mask_only"},
 }
 
 
@@ -53,8 +56,7 @@ def evaluate(
     synth,
     datalist: str,
     output_dir: str,
-    stage1_network=None,
-    stage1_file=None,
+    networks: dict | None = None,
     rows=None,
     repeats: int = 2,
     limit=None,
@@ -62,10 +64,16 @@ def evaluate(
     segmenter=None,
     segmenter_file: str | None = None,
 ) -> dict:
-    """``segmenter`` (+ ``segmenter_file``, from ``train_segmenter.json``) adds mask adherence: the segmenter
+    """``networks`` names other window networks that rows can use (``{"stage1": {"network", "file"}}``); a row whose
+    weights file is missing is skipped with a message (and listed in the metrics), not failed.
+    ``segmenter`` (+ ``segmenter_file``, from ``train_segmenter.json``) adds mask adherence: the segmenter
     trained on real data segments each synthetic volume; Dice/HD95 against the mask it was generated from."""
     start = time.time()
     rows = rows or DEFAULT_ROWS
+    networks = networks or {}
+    unknown = sorted({r["network"] for r in rows.values() if "network" in r} - set(networks))
+    if unknown:
+        raise Gem3dInputError(f"evaluation rows name unknown networks {unknown}; known: {sorted(networks)}")
     cfg = synth.cfg
     train = load_volumes(datalist, "training", cfg["image_size"], cfg["num_labels"], cfg["modality"])
     test = load_volumes(datalist, "test", cfg["image_size"], cfg["num_labels"], cfg["modality"], limit)
@@ -81,14 +89,21 @@ def evaluate(
         results["real_test_mask_adherence"] = _adherence(judge, [[datalist, "test"]], cfg, synth.model.device, limit)
     elif segmenter is not None:
         print(f"no segmenter weights at {segmenter_file}: mask adherence is left out (run train_segmenter.json)")
-    previews = {}
+    previews, skipped = {}, {}
     for name, row in rows.items():
         folder = os.path.join(output_dir, name)
         if not os.path.isfile(os.path.join(folder, "datalist.json")):  # rows already generated are only measured
-            overrides = {k: v for k, v in row.items() if k != "stage1"}
+            overrides = {k: v for k, v in row.items() if k != "network"}
             network = None
-            if row.get("stage1"):
-                network = load_weights(stage1_network, stage1_file, "stage-1 window model", synth.model.device)
+            if "network" in row:
+                alt = networks[row["network"]]
+                if not os.path.isfile(alt["file"]):
+                    skipped[name] = f"no weights at {alt['file']}"
+                    print(f"row {name} skipped: {skipped[name]}", flush=True)
+                    continue
+                network = load_weights(
+                    alt["network"], alt["file"], f"{row['network']} window model", synth.model.device
+                )
             with synth.variant(overrides, network):
                 run_datalist(synth, datalist, "test", folder, repeats=repeats, seed=seed, overwrite=True, limit=limit)
         vols, entries = _load_synth(folder)
@@ -124,6 +139,8 @@ def evaluate(
         nearest_training_similarity(c["image"], [t["image"] for t in train])["nearest_training_corr"] for c in test
     ]
     results["real_test_max_nearest_training_corr"] = float(np.max(real_near))
+    if skipped:
+        results["skipped_rows"] = skipped
     results["seconds"] = round(time.time() - start, 1)
     save_json(results, os.path.join(output_dir, "metrics.json"), overwrite=True)
     _plots(results, previews, test[0], output_dir)
@@ -198,6 +215,8 @@ def _report(results: dict, output_dir: str) -> None:
         f"{results['real_test_max_nearest_training_corr']:.3f} (reference for the privacy column).",
         f"Wall time: {results['seconds']} s.",
     ]
+    for name, why in results.get("skipped_rows", {}).items():
+        lines.insert(-1, f"Row {name} skipped: {why}.")
     if "real_test_mask_adherence" in results:
         real = results["real_test_mask_adherence"]
         lines.insert(

@@ -14,12 +14,18 @@ def mask_to_latent_grid(mask: torch.Tensor, num_labels: int, latent_size: int) -
     return F.adaptive_avg_pool2d(onehot, latent_size)
 
 
-def window_condition(mask_lat: torch.Tensor, informed: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+def window_condition(
+    mask_lat: torch.Tensor, informed: torch.Tensor, offsets: torch.Tensor, mask_only: bool = False
+) -> torch.Tensor:
     """Concatenate (n, L, h, w) mask occupancy, the (C, h, w) informed latent and the slices' offsets from it.
 
     Returns (L + C + 1, n, h, w), the channel layout the window UNet's ``in_channels`` counts after the latents.
+    ``mask_only`` zeroes the informed latent and the offsets: the Make-A-Volume-style baseline (mask only, no
+    patient prior) keeps the same channel layout, so it is the same network, trainer and sampler.
     """
     n, _, h, w = mask_lat.shape
     inf = informed[None].expand(n, -1, -1, -1)
     off = (offsets.float() / OFFSET_SCALE).view(n, 1, 1, 1).expand(n, 1, h, w)
+    if mask_only:
+        inf, off = torch.zeros_like(inf), torch.zeros_like(off)
     return torch.cat([mask_lat.float(), inf.float(), off], dim=1).permute(1, 0, 2, 3).contiguous()

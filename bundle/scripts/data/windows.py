@@ -18,11 +18,12 @@ def _generator(seed: int | None, index: int) -> torch.Generator:
 
 class WindowDataset(Dataset):
     """Random windows of n consecutive slice latents with their conditions; the informed slice is a random slice of
-    the window (GEM-3D's training scheme)."""
+    the window (GEM-3D's training scheme). ``mask_only``: no informed slice (the Make-A-Volume-style baseline)."""
 
-    def __init__(self, cache: dict, window: int, samples: int, seed: int | None = None):
+    def __init__(self, cache: dict, window: int, samples: int, seed: int | None = None, mask_only: bool = False):
         self.cases, self.scale = cache["cases"], float(cache["scale"])
         self.window, self.samples, self.seed = int(window), int(samples), seed
+        self.mask_only = bool(mask_only)
         if not self.cases:
             raise Gem3dInputError("the latent cache holds no case")
         short = [c["id"] for c in self.cases if c["latent"].shape[0] < self.window]
@@ -39,7 +40,7 @@ class WindowDataset(Dataset):
         s = int(torch.randint(0, z_total - n + 1, (1,), generator=g))
         k = int(torch.randint(0, n, (1,), generator=g))
         lat = case["latent"][s : s + n].float() * self.scale
-        cond = window_condition(case["mask"][s : s + n], lat[k], torch.arange(n) - k)
+        cond = window_condition(case["mask"][s : s + n], lat[k], torch.arange(n) - k, self.mask_only)
         return {"image": lat.permute(1, 0, 2, 3).contiguous(), "condition": cond}
 
 

@@ -44,8 +44,18 @@ class PropagationSampler:
         return torch.where(k, noisy, x)
 
     @torch.inference_mode()
-    def sample(self, mask_lat: torch.Tensor, informed: torch.Tensor, position: float, generator: torch.Generator):
-        """Generate (Z, C, h, w) latents for (Z, L, h, w) mask occupancy and a (C, h, w) informed latent."""
+    def sample(
+        self,
+        mask_lat: torch.Tensor,
+        informed: torch.Tensor,
+        position: float,
+        generator: torch.Generator,
+        mask_only: bool = False,
+    ):
+        """Generate (Z, C, h, w) latents for (Z, L, h, w) mask occupancy and a (C, h, w) informed latent.
+
+        ``mask_only``: a model trained without informed slices (the baseline); windows still join by overlap
+        inpainting, but no window is conditioned on a slice."""
         s = self.settings
         z_total, _, hh, ww = mask_lat.shape
         channels = informed.shape[0]
@@ -61,7 +71,7 @@ class PropagationSampler:
             for w in group:
                 idx = torch.arange(w.start, w.stop)
                 inf = informed if w.external_informed else out[w.informed]
-                cond.append(window_condition(mask_lat[idx], inf, idx - w.informed))
+                cond.append(window_condition(mask_lat[idx], inf, idx - w.informed, mask_only))
                 clean.append(out[idx].permute(1, 0, 2, 3))
                 known.append(torch.tensor([z in w.known for z in range(w.start, w.stop)]))
             cond = torch.stack(cond).to(device)

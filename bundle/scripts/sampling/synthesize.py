@@ -155,7 +155,7 @@ class Synthesizer:
         )
         m = torch.from_numpy(np.moveaxis(mask_ms, 2, 0).copy())
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
-        latents = self.sampler.sample(mask_lat, inf_lat, position, generator)
+        latents = self.sampler.sample(mask_lat, inf_lat, position, generator, mask_only=inf_record["mode"] == "none")
         image_ms = self.model.decode(latents)
         image = np.clip(from_model_space(image_ms, geom, "image"), 0.0, None).astype(np.float32)
         if self.zero_background:
