@@ -12,9 +12,18 @@ OMP_NUM_THREADS=1 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train
 OMP_NUM_THREADS=1 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_informed.json']" &
 wait
 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_window.json','$C/train_volume.json']"
-# decoder fine-tuning, two rounds (each a cosine learning-rate cycle; the second weights SSIM more)
+# decoder fine-tuning, four rounds (each a cosine learning-rate cycle from the previous round's weights; later rounds
+# weight SSIM more); round 2 was stopped after 7 of its 24 epochs
 $RUN "['$C/inference.json','$C/train_autoencoder.json','$C/finetune_decoder.json']"
 $RUN "['$C/inference.json','$C/train_autoencoder.json','$C/finetune_decoder.json']" \
     --stage_dir bundle/runs/autoencoder_decoder_r2 --max_epochs 24 --ssim_weight 0.5
-# the mask-adherence judge of evaluate.json (SegResNet on the real training set)
-$RUN "['$C/inference.json','$C/train_segmenter.json']" --max_epochs 48 --val_interval 8
+$RUN "['$C/inference.json','$C/train_autoencoder.json','$C/finetune_decoder.json']" \
+    --stage_dir bundle/runs/autoencoder_decoder_r3 --max_epochs 20 --ssim_weight 0.5 --lr 0.0002
+$RUN "['$C/inference.json','$C/train_autoencoder.json','$C/finetune_decoder.json']" \
+    --stage_dir bundle/runs/autoencoder_decoder_r4 --max_epochs 12 --ssim_weight 1.5 --lr 0.0002
+# the Make-A-Volume-style baseline of evaluate.json: the window stages again, mask only, same budget
+$RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_window.json','$C/baseline_mask_only.json']"
+$RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_window.json','$C/train_volume.json','$C/baseline_mask_only.json']"
+# the mask-adherence judge of evaluate.json (SegResNet on the real training set, whole 64^3 volumes)
+$RUN "['$C/inference.json','$C/train_segmenter.json']" --seg_patch "[64,64,64]" --seg_patches_per_volume 1 \
+    --max_epochs 24 --val_interval 4
