@@ -191,9 +191,13 @@ def test_variant_switches_solver_precision_and_restores(tiny, tmp_path):
     base = synth.synthesize(mask, 3, "case")
     assert base["record"]["sampler"]["solver"] == "dpm++2m" and base["record"]["sampler"]["precision"] == "bf16"
     scheduler, settings = synth.sampler.scheduler, synth.settings
+    slice_calls = []  # the IG slice model samples with the variant's solver and steps too
+    hook = synth.model.informed_model().register_forward_hook(lambda *a: slice_calls.append(1))
     with synth.variant({"solver": "ddim", "steps": 2, "eta": 1.0, "precision": "fp32", "informed": {"mode": "ig"}}):
         other = synth.synthesize(mask, 3, "case")
         assert type(synth.sampler.scheduler).__name__ == "DDIMScheduler"
+    hook.remove()
+    assert len(slice_calls) == 2
     rec = other["record"]
     assert (rec["sampler"]["solver"], rec["sampler"]["steps"], rec["sampler"]["precision"]) == ("ddim", 2, "fp32")
     assert rec["informed"]["mode"] == "ig" and np.isfinite(other["image"]).all()

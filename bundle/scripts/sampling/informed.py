@@ -38,7 +38,7 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
     """Return ((C, h, w) scaled latent, record dict) for the informed-slice ``spec``.
 
     ``ctx`` describes the case: ``image`` (path of the mask's own volume, if any) and ``id``. ``cfg`` carries
-    image_size, num_labels, modality, steps and eta.
+    image_size, num_labels, modality, and for mode ``ig`` steps, eta and the scheduler.
     """
     mode = spec.get("mode", "ic")
     if mode not in MODES:
@@ -72,7 +72,7 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         net = model.informed_model()
         shape = model.latent_shape(size)
         lat = sample_slices(
-            net, model.scheduler, torch.tensor([float(position)]), shape, cfg["steps"], cfg["eta"], generator
+            net, cfg["scheduler"], torch.tensor([float(position)]), shape, cfg["steps"], cfg["eta"], generator
         )[0]
         return lat, {"mode": mode, "position": float(position)}
     path = spec.get("file")

@@ -55,8 +55,6 @@ class Synthesizer:
             "num_labels": int(num_labels),
             "modality": modality,
             "latent_channels": int(latent_channels),
-            "steps": int(steps),
-            "eta": float(eta),
         }
         self.settings = SamplerSettings(
             window=int(window),
@@ -150,8 +148,16 @@ class Synthesizer:
             mask_used = from_model_space(mask_ms, geom, "label").astype(np.int16)
         else:
             mask_used = mask
+        # the slice model (mode "ig") samples with the window sampler's solver, steps and eta, variants included
+        sampling = {"steps": self.settings.steps, "eta": self.settings.eta, "scheduler": self.sampler.scheduler}
         inf_lat, inf_record = informed_latent(
-            self.model, informed, position, {"image": image_path, "id": case_id}, rng, generator, self.cfg
+            self.model,
+            informed,
+            position,
+            {"image": image_path, "id": case_id},
+            rng,
+            generator,
+            {**self.cfg, **sampling},
         )
         m = torch.from_numpy(np.moveaxis(mask_ms, 2, 0).copy())
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
