@@ -212,3 +212,14 @@ def test_segmenter_and_downstream_study(stage_dirs, tmp_path):
     assert len(json.load(open(out / "datalist_real_plus_gem3d_2x.json"))["training"]) == 4
     assert len(json.load(open(out / "datalist_baseline_1x.json"))["training"]) == 1
     assert (out / "downstream.png").is_file() and "| real_plus_gem3d_2x |" in (out / "downstream.md").read_text()
+
+
+def test_downstream_row_with_a_missing_enhanced_set_is_named(tmp_path):
+    from scripts.downstream import row_sources
+    from scripts.errors import Gem3dInputError
+
+    rows = {"baseline": {"synthetic": 1, "enhanced": str(tmp_path / "missing.json")}}
+    with pytest.raises(Gem3dInputError, match="row 'baseline'.*missing.json"):
+        row_sources(rows, str(tmp_path / "real.json"), str(tmp_path / "gem3d.json"), str(tmp_path))
+    with pytest.raises(Gem3dInputError, match="trains on nothing"):
+        row_sources({"empty": {}}, str(tmp_path / "real.json"), str(tmp_path / "gem3d.json"), str(tmp_path))

@@ -41,8 +41,14 @@ def row_sources(rows: dict, real_datalist: str, enhanced: str, work_dir: str) ->
         sources = [[real_datalist, "training"]] if spec.get("real") else []
         k = int(spec.get("synthetic", 0))
         if k:
+            source = spec.get("enhanced", enhanced)
+            if not os.path.isfile(source):
+                raise Gem3dInputError(
+                    f"downstream row {name!r}: enhanced datalist not found: {source} "
+                    "(make it with enhance.json, see docs/BENCHMARKS.md)"
+                )
             subset = os.path.join(work_dir, f"datalist_{name}.json")
-            sources.append([subset_datalist(spec.get("enhanced", enhanced), k, subset), "training"])
+            sources.append([subset_datalist(source, k, subset), "training"])
         if not sources:
             raise Gem3dInputError(f"downstream row {name!r} trains on nothing (set real and/or synthetic)")
         out[name] = sources
