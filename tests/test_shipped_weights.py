@@ -8,7 +8,15 @@ from conftest import BUNDLE
 from tiny_model import parser_with
 
 MODELS = os.path.join(BUNDLE, "models")
-FILES = ["autoencoder.pt", "window.pt", "volume.pt", "informed.pt", "latent_scale.json"]
+FILES = [
+    "autoencoder.pt",
+    "window.pt",
+    "volume.pt",
+    "informed.pt",
+    "segmenter.pt",
+    "volume_mask_only.pt",
+    "latent_scale.json",
+]
 
 
 def test_shipped_files_exist_and_are_small():
@@ -25,6 +33,11 @@ def test_shipped_weights_load_into_declared_networks():
     assert model.informed_model() is not None
     stage1 = parser_with({"window_temporal": False}).get_parsed_content("window_unet_def")
     stage1.load_state_dict(torch.load(os.path.join(MODELS, "window.pt"), weights_only=True), strict=True)
+    baseline = parser.get_parsed_content("window_unet_def")  # the mask-only baseline: the same stage-2 network
+    baseline.load_state_dict(torch.load(os.path.join(MODELS, "volume_mask_only.pt"), weights_only=True), strict=True)
+    parser.get_parsed_content("segmenter_def").load_state_dict(
+        torch.load(os.path.join(MODELS, "segmenter.pt"), weights_only=True), strict=True
+    )
 
 
 def test_shipped_model_synthesizes_a_brain(tmp_path):
