@@ -24,6 +24,7 @@ def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
     assert "ms_ssim" in metrics["gem3d_true"] and "ms_ssim" not in metrics["gem3d_ic"]
     record = json.load(open(next((out / "mask_only_baseline" / "records").glob("*.json"))))
     assert record["informed"] == {"mode": "none"}
+    assert "ms_ssim" in metrics["mask_only_baseline"]  # Table 2: the baseline is measured against the real volume
     for row in ("gem3d_ic", "gem3d_true"):  # mask adherence: the segmenter's Dice against the conditioning mask
         assert 0.0 <= metrics[row]["mask_dice_whole_tumour"] <= 1.0, metrics[row]
     assert 0.0 <= metrics["real_test_mask_adherence"]["mask_dice_whole_tumour"] <= 1.0
