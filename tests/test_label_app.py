@@ -222,8 +222,8 @@ def test_batch_enhancement_runs_in_background_with_progress(server):
         time.sleep(2)
     assert status.get("status") == "DONE", status
     assert any("gem3d batch:" in line for line in status.get("details", []))
-    # the batch runs in a subprocess; the server's datastore picks its new images up from disk (a watcher), so
-    # the listing may lag the DONE status by a moment
+    # the batch runs in a subprocess; the server reloads its datastore from disk when the task ends (its file
+    # watcher alone can miss the last write), a moment after the DONE status
     deadline, count = time.time() + 30, 0
     while time.time() < deadline:
         objects = requests.get(server["url"] + "/datastore/?output=all", timeout=10).json()["objects"]
@@ -232,3 +232,5 @@ def test_batch_enhancement_runs_in_background_with_progress(server):
             break
         time.sleep(1)
     assert count >= 2, objects
+    new = [v for i, v in objects.items() if i.startswith("gem3d_") and i.endswith("_s100")]
+    assert all("gem3d" in v["image"]["info"] for v in new), new  # the records the subprocess wrote survive

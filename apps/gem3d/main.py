@@ -17,7 +17,7 @@ import time
 import lib.infers
 import lib.strategies
 from lib.bundle import load_bundle
-from lib.server import RequestError, install_threaded_infer_route
+from lib.server import RequestError, install_batch_reload, install_threaded_infer_route
 from monailabel.interfaces.app import MONAILabelApp
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class MyApp(MONAILabelApp):
             version=meta.get("version", "0"),
         )
         install_threaded_infer_route()
+        install_batch_reload(self.datastore)
 
     def init_infers(self):
         task = lib.infers.SynthesisTask(

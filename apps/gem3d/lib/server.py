@@ -1,9 +1,12 @@
-"""Two changes to MONAI Label 0.8.5's HTTP layer that a generative task needs.
+"""Three changes to MONAI Label 0.8.5's server that a generative task needs.
 
 1. ``POST /infer/{model}`` is an ``async def`` that runs inference synchronously, which blocks the event loop
    for the whole generation (no ``/info``, no datastore calls meanwhile). It is re-registered here as a plain
    ``def`` endpoint, which FastAPI runs in its thread pool, so the server keeps answering.
 2. Bad requests (our ``RequestError``) become HTTP 422 with the message, instead of a 500.
+3. A batch task runs in a subprocess that adds images to the datastore on disk; the server only learns of them
+   through its file watcher, which can miss the subprocess's last write of datastore.json (seen in the test suite:
+   a finished batch whose images never appeared). When a batch task ends, the server now reloads the datastore.
 """
 
 from __future__ import annotations
@@ -86,3 +89,30 @@ def install_threaded_infer_route() -> bool:
     if not replaced:
         logger.warning(f"route {path} not found; inference runs on the event loop")
     return replaced
+
+
+def install_batch_reload(datastore) -> None:
+    """Reload ``datastore()`` from disk after every background ``batch_infer`` task (change 3)."""
+    from monailabel.utils.async_tasks import task as task_module
+
+    original = task_module.run_background_task
+    if getattr(original, "gem3d_reload", False):
+        return
+
+    def run_background_task(request, method, callback=None, debug=False):
+        def done(task):
+            if method == "batch_infer":
+                ds = datastore()
+                # the file first (it carries the records the subprocess wrote), then the files on disk; MONAI
+                # Label 0.8.5 has no public "reload from file"
+                if hasattr(ds, "_init_from_datastore_file"):
+                    ds._init_from_datastore_file()
+                ds.refresh()
+                logger.info("batch task ended: datastore reloaded from disk")
+            if callback:
+                callback(task)
+
+        return original(request, method, done, debug)
+
+    run_background_task.gem3d_reload = True
+    task_module.run_background_task = run_background_task
