@@ -20,10 +20,14 @@ from .io import save_figure, save_json, save_text
 from .metrics.segmentation import REGIONS
 
 
-def subset_datalist(enhanced: str, repeats: int, output: str) -> str:
-    """The first ``repeats`` resamplings of an enhanced datalist (entries carry their ``repeat``) as a datalist."""
+def subset_datalist(enhanced: str, repeats: int, output: str, row: str) -> str:
+    """The first ``repeats`` resamplings of an enhanced datalist (entries carry their ``repeat``) as a datalist for
+    the downstream row ``row``."""
     if not os.path.isfile(enhanced):
-        raise Gem3dInputError(f"enhanced datalist not found: {enhanced} (run enhance.json first)")
+        raise Gem3dInputError(
+            f"downstream row {row!r}: enhanced datalist not found: {enhanced} "
+            "(make it with enhance.json, see docs/BENCHMARKS.md)"
+        )
     items = read_datalist(enhanced, ("training",))["training"]  # absolute paths, every file checked
     entries = [e for e in items if int(e.get("repeat", 0)) < repeats]
     have = {int(e.get("repeat", 0)) for e in items}
@@ -41,14 +45,8 @@ def row_sources(rows: dict, real_datalist: str, enhanced: str, work_dir: str) ->
         sources = [[real_datalist, "training"]] if spec.get("real") else []
         k = int(spec.get("synthetic", 0))
         if k:
-            source = spec.get("enhanced", enhanced)
-            if not os.path.isfile(source):
-                raise Gem3dInputError(
-                    f"downstream row {name!r}: enhanced datalist not found: {source} "
-                    "(make it with enhance.json, see docs/BENCHMARKS.md)"
-                )
             subset = os.path.join(work_dir, f"datalist_{name}.json")
-            sources.append([subset_datalist(source, k, subset), "training"])
+            sources.append([subset_datalist(spec.get("enhanced", enhanced), k, subset, name), "training"])
         if not sources:
             raise Gem3dInputError(f"downstream row {name!r} trains on nothing (set real and/or synthetic)")
         out[name] = sources

@@ -4,9 +4,9 @@ Rows (same data, same sampler): GEM-3D with IC (also with 3D mask augmentation),
 (paper Table 2 protocol), the ablations stage 1 only (no volumetric tuning) and no overlap inpainting, and the
 Make-A-Volume-style baseline (mask only, no informed slice; ``baseline_mask_only.json``, same training budget).
 Metrics: FID-A/C/S against the real test set (floor: real training vs real test), fidelity to the real volume for
-the true-informed rows, mask adherence (a segmenter trained on real data, Dice against the conditioning mask),
-diversity (MS-SSIM between two samples of a mask) and privacy (highest correlation with any training volume).
-Writes metrics.json, report.md and plots.
+the true-informed rows and the baseline, mask adherence (a segmenter trained on real data, Dice against the
+conditioning mask), diversity (MS-SSIM between two samples of a mask) and privacy (highest correlation with any
+training volume). Writes metrics.json, report.md and plots.
 """
 
 from __future__ import annotations
