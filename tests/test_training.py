@@ -155,6 +155,7 @@ def test_decoder_finetuning_keeps_every_latent(stage_dirs, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(ov["model_dir"], models)
     before = torch.load(models / "autoencoder.pt", weights_only=True)
+    shutil.copy(models / "autoencoder.pt", tmp_path / "before.pt")
     run_bundle(
         ["inference.json", "train_autoencoder.json", "finetune_decoder.json"],
         {**ov, "model_dir": str(models), "run_dir": str(tmp_path / "runs"), "max_epochs": 1, "limit_volumes": 2},
@@ -165,6 +166,14 @@ def test_decoder_finetuning_keeps_every_latent(stage_dirs, tmp_path):
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     assert os.path.isfile(tmp_path / "runs" / "autoencoder_decoder" / "autoencoder_curve.png")
+
+    from scripts.data.latent_cache import encoder_md5
+
+    # the latent cache is keyed by the encoder side only: kept after decoder fine-tuning, rebuilt for a new encoder
+    assert encoder_md5(str(tmp_path / "before.pt")) == encoder_md5(str(models / "autoencoder.pt"))
+    after[frozen[0]] = after[frozen[0]] + 1.0
+    torch.save(after, tmp_path / "new_encoder.pt")
+    assert encoder_md5(str(tmp_path / "new_encoder.pt")) != encoder_md5(str(models / "autoencoder.pt"))
 
 
 def test_segmenter_and_downstream_study(stage_dirs, tmp_path):

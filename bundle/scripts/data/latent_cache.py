@@ -1,7 +1,8 @@
 """Encode training volumes once with the autoencoder and cache slice latents + mask occupancy on disk.
 
-The cache is keyed by the autoencoder weights and the dataset, so a retrained autoencoder or another dataset
-rebuilds it; diffusion training then never runs the encoder.
+The cache is keyed by the weights that make the latents (the encoder side of the autoencoder) and the dataset, so a
+retrained encoder or another dataset rebuilds it, a fine-tuned decoder does not; diffusion training then never runs
+the encoder.
 """
 
 from __future__ import annotations
@@ -18,6 +19,21 @@ from ..errors import Gem3dInputError
 from ..io import save_json
 from .conditioning import mask_to_latent_grid
 from .slices import load_volumes
+
+# the parts of MONAI's AutoencoderKL that do not shape the latents (decoder fine-tuning trains only these)
+DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
+
+
+def encoder_md5(weights: str) -> str:
+    """md5 of every autoencoder tensor outside ``DECODER_PREFIXES`` (names and values)."""
+    if not os.path.isfile(weights):
+        raise Gem3dInputError(f"autoencoder weights not found: {weights} (train them first, see bundle/docs/README.md)")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    h = hashlib.md5()
+    for name in sorted(k for k in state if not k.startswith(DECODER_PREFIXES)):
+        h.update(name.encode())
+        h.update(state[name].contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def file_md5(path: str) -> str:
@@ -75,8 +91,7 @@ def load_or_build(
     """
     if not os.path.isfile(datalist):
         raise Gem3dInputError(f"datalist not found: {datalist} (build the demo set or set dataset_dir)")
-    ae_md5 = file_md5(autoencoder_file)
-    key = json.dumps([ae_md5, file_md5(datalist), section, size, num_labels, modality, limit])
+    key = json.dumps([encoder_md5(autoencoder_file), file_md5(datalist), section, size, num_labels, modality, limit])
     digest = hashlib.md5(key.encode()).hexdigest()[:12]
     path = os.path.join(cache_dir, f"latents_{section}_{digest}.pt")
     if os.path.isfile(path):
@@ -103,7 +118,7 @@ def load_or_build(
         torch.save(cache, tmp)
         os.replace(tmp, path)
     if scale_file and section == "training":
-        save_json({"scale": cache["scale"], "autoencoder_md5": ae_md5}, scale_file, overwrite=True)
+        save_json({"scale": cache["scale"], "autoencoder_md5": file_md5(autoencoder_file)}, scale_file, overwrite=True)
     return cache
 
 

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from ..data.latent_cache import load_weights
+from ..data.latent_cache import DECODER_PREFIXES, load_weights
 from ..errors import Gem3dInputError
 from ..networks.window_unet import freeze_spatial
 
@@ -36,5 +36,5 @@ def decoder_network(network: torch.nn.Module, weights: str, device) -> torch.nn.
     the latent scale stay bit-identical and the diffusion stages trained on them stay valid."""
     load_weights(network, weights, "autoencoder", device)
     for name, param in network.named_parameters():
-        param.requires_grad_(name.startswith(("decoder.", "post_quant_conv.")))
+        param.requires_grad_(name.startswith(DECODER_PREFIXES))
     return network.train()
