@@ -41,3 +41,12 @@ def test_configs_are_json_and_bundle_is_complete():
             json.load(f)
     for rel in ("LICENSE", "docs/README.md", "configs/logging.conf", "docs/data_license.txt"):
         assert os.path.isfile(os.path.join(BUNDLE, rel)), rel
+
+
+def test_metadata_states_the_shipped_model_grid():
+    from scripts.data.model_space import read_model_grid
+
+    meta = json.load(open(os.path.join(CONFIGS, "metadata.json")))
+    grid = read_model_grid(os.path.join(CONFIGS, "..", meta["model_grid"]["file"]))
+    assert list(grid.spacing) == meta["model_grid"]["spacing_mm"] and grid.size == meta["model_grid"]["in_plane_size"]
+    assert list(grid.slices) == meta["model_grid"]["slices_seen"]

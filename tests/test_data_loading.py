@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from scripts.data.datalist import brats_datalist, load_case, read_datalist
-from scripts.data.volumes import from_model_space, normalise_intensity, to_model_space
+from scripts.data.model_space import ModelGrid, from_model_space, normalise_intensity, orient_ras, to_model_space
 from scripts.errors import Gem3dInputError
 from scripts.io import save_nifti
 
@@ -34,19 +34,52 @@ def _write_case(folder, name, shape=(30, 20, 12), affine=None, labels=(0, 1, 2),
 
 
 def test_model_space_round_trip_keeps_geometry(tmp_path):
-    aff = _oblique_affine()
+    aff = _oblique_affine()  # voxel size 0.9 x 1.3 x 3.0 mm, rotated and flipped
     vol = np.random.default_rng(0).integers(0, 5, (30, 20, 12)).astype(np.int16)
-    arr, geom = to_model_space(vol, aff, 16, kind="label")
-    assert arr.shape == (16, 16, 12)
+    arr, geom = to_model_space(vol, aff, ModelGrid(16, (1.8, 1.8, 1.5)), kind="label")
+    # RAS extent 27 x 26 x 36 mm: 15 x 14 x 24 voxels at the grid's spacing, padded in-plane to 16
+    assert arr.shape == (16, 16, 24) and geom.zoom == 1.0 and geom.resized == [15, 14, 24]
     back = from_model_space(arr, geom, kind="label")
     assert back.shape == vol.shape
     # Down- then up-sampling loses detail, but labels stay labels and the orientation is the input's.
     assert set(np.unique(back)) <= set(np.unique(vol))
     smooth = np.zeros((30, 20, 12), np.float32)
     smooth[5:25, 4:16, 3:9] = 1.0
-    arr, geom = to_model_space(smooth, aff, 30, kind="image")
+    arr, geom = to_model_space(smooth, aff, ModelGrid(40, (0.9, 0.9, 1.0)), kind="image")
     back = from_model_space(arr, geom)
     assert np.abs(back - smooth).mean() < 0.05
+    # a field of view wider than S at the target spacing is zoomed out as a whole (proportions kept)
+    arr, geom = to_model_space(smooth, aff, ModelGrid(8, (1.0, 1.0, 1.0)), kind="image")
+    assert geom.zoom > 1 and arr.shape[:2] == (8, 8)
+    np.testing.assert_allclose(geom.spacing, [geom.zoom] * 3)
+
+
+def test_model_space_resamples_along_z_to_the_training_spacing():
+    """The same anatomy at 1 mm and at 0.5 x 0.5 x 5 mm lands on the same model grid (nnU-Net-style spacing)."""
+    grid = ModelGrid(32, (2.0, 2.0, 2.5))
+    x, y, z = np.meshgrid(np.arange(64), np.arange(64), np.arange(80), indexing="ij")
+    ball = (((x - 32) ** 2 + (y - 30) ** 2 + ((z - 40) * 1.0) ** 2) < 20**2).astype(np.int16)  # r = 20 mm at 1 mm
+    iso, g_iso = to_model_space(ball, np.diag([1.0, 1.0, 1.0, 1.0]), grid, "label")
+    x, y, z = np.meshgrid(np.arange(128), np.arange(128), np.arange(16), indexing="ij")
+    thick = (((x - 64) * 0.5) ** 2 + ((y - 60) * 0.5) ** 2 + ((z - 8) * 5.0) ** 2 < 20**2).astype(np.int16)
+    aniso, g_aniso = to_model_space(thick, np.diag([0.5, 0.5, 5.0, 1.0]), grid, "label")
+    assert iso.shape == (32, 32, 32) and aniso.shape == (32, 32, 32)  # 80 mm / 2.5 mm along z for both
+    extent = [np.ptp(np.nonzero(a.any((0, 1)))[0]) * 2.5 for a in (iso, aniso)]
+    assert abs(extent[0] - extent[1]) <= 5.0 and 30 <= extent[0] <= 45  # the ball's 40 mm, both ways
+    assert g_aniso.spacing == [2.0, 2.0, 2.5]
+    back = from_model_space(aniso, g_aniso, "label")
+    assert back.shape == thick.shape and (back == thick).mean() > 0.97
+
+
+def test_orient_ras_reorders_axes_and_keeps_world_positions():
+    aff = _oblique_affine()
+    vol = np.arange(30 * 20 * 12, dtype=np.float32).reshape(30, 20, 12)
+    ras, ras_aff = orient_ras(vol, aff)
+    assert ras.shape == (30, 20, 12)
+    # the voxel that holds a value sits at the same world position before and after
+    i, j, k = 3, 5, 7
+    where = np.argwhere(ras == vol[i, j, k])[0]
+    np.testing.assert_allclose(aff @ [i, j, k, 1], ras_aff @ [*where, 1], atol=1e-4)
 
 
 def test_normalisation():
@@ -77,22 +110,23 @@ def test_datalist_errors_name_the_file(tmp_path):
 
 def test_case_validation(tmp_path):
     ip, lp = _write_case(str(tmp_path), "ok")
-    case = load_case({"image": ip, "label": lp}, 16, num_labels=5)
+    grid = ModelGrid(16, (1.8, 1.8, 3.0))
+    case = load_case({"image": ip, "label": lp}, grid, num_labels=5)
     assert case["image"].shape == (16, 16, 12) and case["label"].shape == (16, 16, 12)
     assert case["geometry"].shape == [30, 20, 12]
     ip2, lp2 = _write_case(str(tmp_path), "bad", labels=(0, 1, 7))
     with pytest.raises(Gem3dInputError, match=r"lab_bad.*outside the label set"):
-        load_case({"image": ip2, "label": lp2}, 16, num_labels=5)
+        load_case({"image": ip2, "label": lp2}, grid, num_labels=5)
     ip3, _ = _write_case(str(tmp_path), "shape", shape=(30, 20, 11))
     with pytest.raises(Gem3dInputError, match="shape"):
-        load_case({"image": ip3, "label": lp}, 16, num_labels=5)
+        load_case({"image": ip3, "label": lp}, grid, num_labels=5)
     _, lp4 = _write_case(str(tmp_path), "aff", affine=np.diag([1.0, 1.0, 1.0, 1.0]))
     with pytest.raises(Gem3dInputError, match="different affines"):
-        load_case({"image": ip, "label": lp4}, 16, num_labels=5)
+        load_case({"image": ip, "label": lp4}, grid, num_labels=5)
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"this is not nifti")
     with pytest.raises(Gem3dInputError, match="broken.nii.gz.*not a readable NIfTI"):
-        load_case({"image": str(broken)}, 16, num_labels=5)
+        load_case({"image": str(broken)}, grid, num_labels=5)
 
 
 def test_msd_task01_folder_is_read_with_flair_and_mapped_labels(tmp_path):
@@ -129,7 +163,7 @@ def test_msd_task01_folder_is_read_with_flair_and_mapped_labels(tmp_path):
     train = brats_datalist(str(tmp_path), "training", val_frac=0.2)
     val = brats_datalist(str(tmp_path), "validation", val_frac=0.2)
     assert len(train) == 4 and len(val) == 1
-    case = load_case(train[0], 12, num_labels=5)
+    case = load_case(train[0], ModelGrid(12, (1.0, 1.0, 2.0)), num_labels=5)
     assert set(np.unique(case["label"])) == {0, 1, 2, 4}  # brain from FLAIR > 0, edema 1->2, enhancing 3->4
     assert case["image"].max() <= 1.0 and case["image"][case["label"] == 0].max() == 0
     with pytest.raises(Gem3dInputError, match="dataset.json not found"):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import run_bundle
 from scripts.errors import Gem3dInputError
+from scripts.precision import resolve_precision
 from scripts.io import save_nifti
 from tiny_model import build_synthesizer, make_tiny_model
 
@@ -189,7 +190,10 @@ def test_variant_switches_solver_precision_and_restores(tiny, tmp_path):
     synth.sampler.progress = False
     mask = str(tmp_path / "mask.nii.gz")
     base = synth.synthesize(mask, 3, "case")
-    assert base["record"]["sampler"]["solver"] == "dpm++2m" and base["record"]["sampler"]["precision"] == "bf16"
+    assert base["record"]["sampler"]["solver"] == "dpm++2m"
+    # the default precision is decided by the hardware, and the record says which and why
+    assert base["record"]["sampler"]["precision"] == resolve_precision("auto", "cpu")[0]
+    assert base["record"]["sampler"]["precision_reason"].startswith("auto: ")
     scheduler, settings = synth.sampler.scheduler, synth.settings
     slice_calls = []  # the IG slice model samples with the variant's solver and steps too
     hook = synth.model.informed_model().register_forward_hook(lambda *a: slice_calls.append(1))
@@ -200,6 +204,7 @@ def test_variant_switches_solver_precision_and_restores(tiny, tmp_path):
     assert len(slice_calls) == 2
     rec = other["record"]
     assert (rec["sampler"]["solver"], rec["sampler"]["steps"], rec["sampler"]["precision"]) == ("ddim", 2, "fp32")
+    assert rec["sampler"]["precision_reason"] == "set explicitly"
     assert rec["informed"]["mode"] == "ig" and np.isfinite(other["image"]).all()
     assert synth.sampler.scheduler is scheduler and synth.settings is settings and synth.informed["mode"] == "ic"
     np.testing.assert_array_equal(synth.synthesize(mask, 3, "case")["image"], base["image"])

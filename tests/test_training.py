@@ -96,7 +96,9 @@ def test_stage2_freezes_stage1_and_starts_at_its_function(tmp_path):
     )
     x, t = torch.randn(2, 14, 8, 8, 8), torch.tensor([10, 900])
     with torch.no_grad():
-        assert torch.equal(stage1(x, t), stage2(x, t))  # identity / zero initialisation
+        # identity / zero initialisation: the same function; oneDNN may pick another convolution kernel for the
+        # (batch x slices) layout of stage 2 on AVX-512/AMX CPUs, so equality holds to float rounding, not bitwise
+        torch.testing.assert_close(stage1(x, t), stage2(x, t), rtol=1e-5, atol=1e-6)
     before = {k: v.clone() for k, v in stage2.unet.state_dict().items()}
     opt = torch.optim.AdamW([p for p in stage2.parameters() if p.requires_grad], lr=1e-2)
     stage2(x, t).pow(2).mean().backward()

@@ -24,6 +24,9 @@ TINY_OVERRIDES = {
 }
 
 
+TINY_SPACING = [2 * s for s in (2.359375, 2.9375, 2.484375)]
+
+
 def parser_with(overrides: dict, configs=("inference.json",)) -> ConfigParser:
     parser = ConfigParser()
     parser.read_config([os.path.join(CONFIGS, c) for c in configs])
@@ -44,6 +47,9 @@ def make_tiny_model(model_dir: str, dataset_dir: str) -> dict:
     torch.save(parser.get_parsed_content("segmenter_def").state_dict(), os.path.join(model_dir, "segmenter.pt"))
     with open(os.path.join(model_dir, "latent_scale.json"), "w") as f:
         json.dump({"scale": 1.0}, f)
+    # the tiny demo set's voxel size (its 32^3 grid spans the same template as the 64^3 demo)
+    with open(os.path.join(model_dir, "model_grid.json"), "w") as f:
+        json.dump({"size": 32, "spacing": TINY_SPACING, "slices": [32, 32]}, f)
     return overrides
 
 

@@ -13,11 +13,14 @@ import tempfile
 import time
 from dataclasses import asdict
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data.demo_phantom import make_patient
+from .data.model_space import ModelGrid
 from .io import save_json, save_nifti
+from .precision import cpu_features, cpu_summary
 
 
 class _CountingNet(torch.nn.Module):
@@ -95,19 +98,23 @@ def run_benchmark(
     """
     model = synth.model
     rows = []
+    print(f"CPU: {cpu_summary()}", flush=True)
     counting = _CountingNet(model.window_net)
     synth.sampler.progress = False
-    trained_size = synth.cfg["image_size"]
+    trained = synth.cfg["grid"]
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             # the latent must survive the UNet's two downsamplings: in-plane sizes are multiples of 16
-            synth.cfg["image_size"] = int(-(-max(size[:2]) // 16) * 16) if native else trained_size
-            side = synth.cfg["image_size"]
+            patient = make_patient(tuple(size), seed=seed + 12345)
+            if native:  # the patient's own voxel size, so that the model space does not resample it
+                side = int(-(-max(size[:2]) // 16) * 16)
+                spacing = np.abs(np.diag(patient["affine"])[:3])
+                synth.cfg["grid"] = ModelGrid(side, spacing, trained.slices)
+            side = synth.cfg["grid"].size
             latent = model.latent_shape(side)[-1]
             flops = flops_per_window_forward(
                 model.window_net, model.window_net.unet.in_channels, synth.settings.window, latent
             )
-            patient = make_patient(tuple(size), seed=seed + 12345)
             mask_path = os.path.join(tmp, f"mask_{'x'.join(map(str, size))}.nii.gz")
             save_nifti(patient["label"], patient["affine"], mask_path)
             for s in settings:
@@ -133,7 +140,7 @@ def run_benchmark(
                 model.decode = decode
                 row = {
                     "size": list(size),
-                    "model_in_plane": synth.cfg["image_size"],
+                    "model_in_plane": side,
                     **{k: cfg[k] for k in ("solver", "steps", "eta", "batch_waves", "precision")},
                     "seconds_per_volume": round(total, 2),
                     "window_forwards": counting.calls,
@@ -146,12 +153,18 @@ def run_benchmark(
                 }
                 rows.append(row)
                 print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    synth.cfg["image_size"] = trained_size
+    synth.cfg["grid"] = trained
     net = model.window_net
-    latent = model.latent_shape(trained_size)[-1]
+    latent = model.latent_shape(trained.size)[-1]
     forwards = forward_variants(net, net.unet.in_channels, synth.settings.window, latent, variants) if variants else {}
     save_json(
-        {"device": str(model.device), "torch_threads": torch.get_num_threads(), "rows": rows, "forwards": forwards},
+        {
+            "device": str(model.device),
+            "cpu": cpu_features(),
+            "torch_threads": torch.get_num_threads(),
+            "rows": rows,
+            "forwards": forwards,
+        },
         output_file,
         overwrite=True,
     )

@@ -8,6 +8,6 @@ from . import (  # noqa: F401
     mask_augment,
     slices,
     volume_dataset,
-    volumes,
+    model_space,
     windows,
 )

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import Gem3dInputError
 from ..io import load_nifti
-from .volumes import normalise_intensity, to_model_space
+from .model_space import ModelGrid, normalise_intensity, to_model_space
 
 # MSD Task01 labels (1 edema, 2 non-enhancing tumour, 3 enhancing) -> gem3d (2 edema, 3 core, 4 enhancing).
 BRATS_LABEL_MAP = {1: 2, 2: 3, 3: 4}
@@ -100,8 +100,12 @@ def check_label_values(label: np.ndarray, num_labels: int, path: str) -> None:
         )
 
 
-def load_case(item: dict, size: int, num_labels: int, modality: str = "mri", ct_window=(-160.0, 240.0)) -> dict:
-    """Load, validate and bring one case into model space. Returns image/label (S, S, Z), geometry and id."""
+def load_case(
+    item: dict, grid: ModelGrid, num_labels: int, modality: str = "mri", ct_window=(-160.0, 240.0), normalise=True
+) -> dict:
+    """Load, validate and bring one case into model space. Returns image/label (S, S, Z), geometry and id.
+
+    ``normalise=False`` keeps the intensities (volumes gem3d wrote are already in model intensities)."""
     image, affine = load_nifti(item["image"], "image", rank=None)
     if image.ndim == 4:
         image = image[..., int(item.get("channel", 0))]
@@ -124,9 +128,10 @@ def load_case(item: dict, size: int, num_labels: int, modality: str = "mri", ct_
                 mapped[label == int(src)] = dst
             label = mapped
         check_label_values(label, num_labels, item["label"])
-        out["label"], out["geometry"] = to_model_space(label, affine, size, "label")
-    image = normalise_intensity(np.asarray(image, dtype=np.float32), modality, ct_window)
-    out["image"], geom = to_model_space(image, affine, size, "image")
+        out["label"], out["geometry"] = to_model_space(label, affine, grid, "label")
+    image = np.asarray(image, dtype=np.float32)
+    image = normalise_intensity(image, modality, ct_window) if normalise else image
+    out["image"], geom = to_model_space(image, affine, grid, "image")
     out.setdefault("geometry", geom)
     return out
 

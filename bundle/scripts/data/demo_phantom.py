@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..errors import Gem3dInputError
 from ..io import save_json, save_nifti
 from ..preview import save_triplanar
+from .model_space import orient_ras
 
 TEMPLATE_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -55,9 +56,9 @@ def load_template() -> Template:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise Gem3dInputError(f"MNI template file {path} is missing: reinstall nilearn (the demo data needs it)")
-        img = nib.as_closest_canonical(nib.load(path))
-        maps[key] = np.asarray(img.dataobj, dtype=np.float32) / 255.0
-        affine = img.affine
+        img = nib.load(path)
+        data, affine = orient_ras(np.asarray(img.dataobj, dtype=np.float32) / 255.0, img.affine)
+        maps[key] = data
     gm, wm, t1 = maps["gm"], maps["wm"], maps["t1"]
     # The template is skull-stripped-ish; the intracranial hull is tissue plus the CSF spaces it encloses.
     hull = ndimage.binary_closing((gm + wm) > 0.15, iterations=4)

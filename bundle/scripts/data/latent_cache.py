@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..errors import Gem3dInputError
 from ..io import save_json
 from .conditioning import mask_to_latent_grid
+from .model_space import ModelGrid, write_model_grid
 from .slices import load_volumes
 
 # the parts of MONAI's AutoencoderKL that do not shape the latents (decoder fine-tuning trains only these)
@@ -74,7 +75,7 @@ def encode_slices(autoencoder, image: np.ndarray, device, batch: int = 64) -> to
 def load_or_build(
     datalist: str,
     section: str,
-    size: int,
+    grid: ModelGrid,
     num_labels: int,
     modality: str,
     autoencoder,
@@ -83,15 +84,16 @@ def load_or_build(
     device="cpu",
     scale_file: str | None = None,
     limit=None,
+    grid_file: str | None = None,
 ) -> dict:
     """Return ``{"scale", "cases": [{"id", "latent" (Z,C,h,w), "mask" (Z,L,h,w)}]}`` from cache or by encoding.
 
-    ``scale`` (1 / std of the training latents) is written to ``scale_file`` for inference when building the
-    training section.
+    ``scale`` (1 / std of the training latents) is written to ``scale_file`` and the model grid (with the slice
+    counts seen) to ``grid_file`` for inference when building the training section.
     """
     if not os.path.isfile(datalist):
         raise Gem3dInputError(f"datalist not found: {datalist} (build the demo set or set dataset_dir)")
-    key = json.dumps([encoder_md5(autoencoder_file), file_md5(datalist), section, size, num_labels, modality, limit])
+    key = json.dumps([encoder_md5(autoencoder_file), file_md5(datalist), section, grid.as_dict(), num_labels, modality, limit])
     digest = hashlib.md5(key.encode()).hexdigest()[:12]
     path = os.path.join(cache_dir, f"latents_{section}_{digest}.pt")
     if os.path.isfile(path):
@@ -100,7 +102,7 @@ def load_or_build(
         ae = load_autoencoder(autoencoder, autoencoder_file, device)
         cases = []
         for case in tqdm(
-            load_volumes(datalist, section, size, num_labels, modality, limit), desc=f"encoding {section}"
+            load_volumes(datalist, section, grid, num_labels, modality, limit), desc=f"encoding {section}"
         ):
             latent = encode_slices(ae, case["image"], device)
             mask = torch.from_numpy(np.moveaxis(case["label"], 2, 0).copy())
@@ -119,6 +121,8 @@ def load_or_build(
         os.replace(tmp, path)
     if scale_file and section == "training":
         save_json({"scale": cache["scale"], "autoencoder_md5": file_md5(autoencoder_file)}, scale_file, overwrite=True)
+    if grid_file and section == "training":
+        write_model_grid(grid, cache["cases"], grid_file)
     return cache
 
 

@@ -11,13 +11,15 @@ from ..errors import Gem3dInputError
 from .datalist import load_case, read_datalist
 
 
-def load_volumes(datalist: str, section: str, size: int, num_labels: int, modality="mri", limit=None) -> list[dict]:
+def load_volumes(
+    datalist: str, section: str, grid, num_labels: int, modality="mri", limit=None, normalise=True
+) -> list[dict]:
     """Load and preprocess every case of a datalist section (image and label in model space)."""
     items = read_datalist(datalist, (section,))[section]
     if limit:
         items = items[: int(limit)]
     cases = [
-        load_case(item, size, num_labels, modality) for item in tqdm(items, desc=f"loading {section}", leave=False)
+        load_case(item, grid, num_labels, modality, normalise=normalise) for item in tqdm(items, desc=f"loading {section}", leave=False)
     ]
     for case in cases:
         if "label" not in case:

@@ -6,15 +6,15 @@ import numpy as np
 from monai.data import Dataset
 
 from .slices import load_volumes
-from .volumes import model_spacing
+from .model_space import model_spacing
 
 
-def load_sources(sources, size: int, num_labels: int, modality: str = "mri", limit=None) -> list[dict]:
+def load_sources(sources, grid, num_labels: int, modality: str = "mri", limit=None) -> list[dict]:
     """``sources``: [[datalist, section], ...] (e.g. real training + a gem3d-enhanced set). Returns MONAI-style
     dicts with channel-first ``image`` (float32) and ``label`` (int64), the case id and the model-space spacing."""
     cases = []
     for datalist, section in sources:
-        for case in load_volumes(datalist, section, size, num_labels, modality, limit):
+        for case in load_volumes(datalist, section, grid, num_labels, modality, limit):
             cases.append(
                 {
                     "image": case["image"][None].astype(np.float32),
@@ -26,5 +26,5 @@ def load_sources(sources, size: int, num_labels: int, modality: str = "mri", lim
     return cases
 
 
-def volume_dataset(sources, size: int, num_labels: int, modality: str = "mri", limit=None, transform=None):
-    return Dataset(load_sources(sources, size, num_labels, modality, limit), transform=transform)
+def volume_dataset(sources, grid, num_labels: int, modality: str = "mri", limit=None, transform=None):
+    return Dataset(load_sources(sources, grid, num_labels, modality, limit), transform=transform)

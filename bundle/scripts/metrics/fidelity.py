@@ -36,14 +36,23 @@ def pairwise_ms_ssim(volumes: list[np.ndarray]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def _common_z(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The central slices two model-space volumes share (same in-plane grid; slice counts may differ)."""
+    n = min(a.shape[2], b.shape[2])
+    return tuple(v[:, :, (v.shape[2] - n) // 2 : (v.shape[2] - n) // 2 + n] for v in (a, b))
+
+
 def nearest_training_similarity(fake: np.ndarray, training: list[np.ndarray]) -> dict:
-    """Highest Pearson correlation of ``fake`` with any training volume of the same shape (1.0 = a copy)."""
+    """Highest Pearson correlation of ``fake`` with any training volume (1.0 = a copy), over the central slices
+    both share. Every training volume is compared: an empty result is an error, never a silent -1."""
     best, idx = -1.0, -1
-    f = np.asarray(fake, np.float32).ravel()
     for i, t in enumerate(training):
-        if t.shape != fake.shape:
-            continue
-        c = float(np.corrcoef(f, np.asarray(t, np.float32).ravel())[0, 1])
+        if t.shape[:2] != fake.shape[:2]:
+            raise ValueError(f"privacy check: in-plane grids differ ({fake.shape} vs {t.shape}); use model space")
+        f, r = _common_z(np.asarray(fake, np.float32), np.asarray(t, np.float32))
+        c = float(np.corrcoef(f.ravel(), r.ravel())[0, 1])
         if c > best:
             best, idx = c, i
+    if idx < 0:
+        raise ValueError("privacy check: no training volume to compare with")
     return {"nearest_training_corr": best, "nearest_training_index": idx}

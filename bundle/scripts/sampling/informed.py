@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.datalist import load_case, read_datalist
-from ..data.volumes import normalise_intensity, to_model_space
+from ..data.model_space import normalise_intensity, to_model_space
 from ..errors import Gem3dInputError
 from ..io import load_nifti
 from .sampler import sample_slices
@@ -27,10 +27,16 @@ from .window_plan import start_slice
 MODES = ("ic", "ig", "true", "file", "none")
 
 
-def _slice_at(image: np.ndarray, position: float, index=None) -> tuple[np.ndarray, int]:
-    z = start_slice(image.shape[2], position) if index is None else int(index)
-    if not 0 <= z < image.shape[2]:
-        raise Gem3dInputError(f"informed slice index {z} is outside the volume's {image.shape[2]} slices")
+def _slice_at(image: np.ndarray, geom, position: float, index=None) -> tuple[np.ndarray, int]:
+    """The model-space slice at normalised ``position``, or at ``index``: an axial (RAS z) slice of the source
+    volume's own grid, mapped onto the model grid. Returns the slice and the model-space index."""
+    z_model = image.shape[2]
+    if index is None:
+        return image[:, :, start_slice(z_model, position)], start_slice(z_model, position)
+    z_source = geom.ras_shape[2]
+    if not 0 <= int(index) < z_source:
+        raise Gem3dInputError(f"informed slice index {index} is outside the volume's {z_source} axial slices")
+    z = min(z_model - 1, max(0, int(round((int(index) + 0.5) * z_model / z_source - 0.5))))
     return image[:, :, z], z
 
 
@@ -38,20 +44,21 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
     """Return ((C, h, w) scaled latent, record dict) for the informed-slice ``spec``.
 
     ``ctx`` describes the case: ``image`` (path of the mask's own volume, if any) and ``id``. ``cfg`` carries
-    image_size, num_labels, modality, and for mode ``ig`` steps, eta and the scheduler.
+    grid, num_labels, modality, and for mode ``ig`` steps, eta and the scheduler.
     """
     mode = spec.get("mode", "ic")
     if mode not in MODES:
         raise Gem3dInputError(f"informed-slice mode must be one of {MODES}, got {mode!r}")
-    size, modality = cfg["image_size"], cfg["modality"]
+    grid, modality = cfg["grid"], cfg["modality"]
+    size = grid.size
     if mode == "none":
         return torch.zeros(model.latent_shape(size)), {"mode": mode}
     if mode == "true":
         if not ctx.get("image"):
             raise Gem3dInputError(f"case {ctx.get('id')}: informed mode 'true' needs the mask's own image volume")
-        case = load_case({"image": ctx["image"]}, size, cfg["num_labels"], modality)
-        sl, z = _slice_at(case["image"], position, spec.get("slice"))
-        return model.encode(sl[None])[0], {"mode": mode, "source": ctx["image"], "slice": z}
+        case = load_case({"image": ctx["image"]}, grid, cfg["num_labels"], modality)
+        sl, z = _slice_at(case["image"], case["geometry"], position, spec.get("slice"))
+        return model.encode(sl[None])[0], {"mode": mode, "source": ctx["image"], "slice": spec.get("slice"), "model_slice": z}
     if mode == "ic":
         pool = spec.get("pool")
         if not pool:
@@ -65,9 +72,10 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         else:
             others = [it for it in items if it["id"] != ctx.get("id")] or items
             item = others[int(rng.integers(len(others)))]
-        case = load_case({"image": item["image"]}, size, cfg["num_labels"], modality)
-        sl, z = _slice_at(case["image"], position, spec.get("slice"))
-        return model.encode(sl[None])[0], {"mode": mode, "source": item["image"], "case": item["id"], "slice": z}
+        case = load_case({"image": item["image"]}, grid, cfg["num_labels"], modality)
+        sl, z = _slice_at(case["image"], case["geometry"], position, spec.get("slice"))
+        record = {"mode": mode, "source": item["image"], "case": item["id"], "slice": spec.get("slice")}
+        return model.encode(sl[None])[0], {**record, "model_slice": z}
     if mode == "ig":
         net = model.informed_model()
         shape = model.latent_shape(size)
@@ -85,6 +93,6 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         data = data[:, :, None]
     if data.ndim != 3:
         raise Gem3dInputError(f"informed-slice file {path} has rank {data.ndim}; expected a 2D slice or a 3D volume")
-    img, _ = to_model_space(normalise_intensity(data, modality), affine, size, "image")
-    sl, z = _slice_at(img, position if img.shape[2] > 1 else 0.0, spec.get("slice"))
-    return model.encode(sl[None])[0], {"mode": mode, "source": path, "slice": z}
+    img, geom = to_model_space(normalise_intensity(data, modality), affine, grid, "image")
+    sl, z = _slice_at(img, geom, position if img.shape[2] > 1 else 0.0, spec.get("slice"))
+    return model.encode(sl[None])[0], {"mode": mode, "source": path, "slice": spec.get("slice"), "model_slice": z}

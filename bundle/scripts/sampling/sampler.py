@@ -19,13 +19,20 @@ from .window_plan import Window, plan_windows, waves
 
 @dataclass
 class SamplerSettings:
+    """The sampler's settings and their defaults (the one place they are set; the configs read them from here)."""
+
     window: int = 16
     overlap: int = 1
-    steps: int = 50
-    eta: float = 1.0
+    steps: int = 15
+    eta: float = 0.0
     batch_waves: bool = True  # denoise the up and down windows of a wave together
     inpaint: bool = True  # False: the ablation without overlap inpainting (known slices are not enforced)
-    precision: str = "fp32"  # "bf16": the UNet runs under bf16 autocast on any device; the solver stays fp32
+    # "auto" picks bf16 where the device runs it natively, else fp32 (scripts.precision); "bf16": the UNet runs
+    # under bf16 autocast on any device; the solver stays fp32
+    precision: str = "auto"
+    # correlation of the starting noise between neighbouring slices (AR(1) along z, PYoCo's progressive noise);
+    # 0 draws every slice independently (the paper), which leaves slice-to-slice flicker (BENCHMARKS.md)
+    noise_correlation: float = 0.85
 
 
 class PropagationSampler:
@@ -65,6 +72,9 @@ class PropagationSampler:
         plan = plan_windows(z_total, s.window, s.overlap, position)
         groups = waves(plan) if s.batch_waves else [[w] for w in plan]
         self.scheduler.set_timesteps(s.steps)
+        start_noise = None
+        if s.noise_correlation > 0:  # one noise volume for all windows, so neighbours agree across windows too
+            start_noise = correlated_noise((z_total, channels, hh, ww), s.noise_correlation, generator)
         bar = tqdm(total=len(groups) * s.steps, desc="denoising windows", unit="step", disable=not self.progress)
         for group in groups:
             cond, clean, known = [], [], []
@@ -77,7 +87,10 @@ class PropagationSampler:
             cond = torch.stack(cond).to(device)
             clean = torch.stack(clean).to(device)
             known = torch.stack(known).to(device)
-            x = torch.randn(clean.shape, generator=generator).to(device)
+            if start_noise is None:
+                x = torch.randn(clean.shape, generator=generator).to(device)
+            else:
+                x = torch.stack([start_noise[w.start : w.stop].permute(1, 0, 2, 3) for w in group]).to(device)
             for t in self.scheduler.timesteps:
                 t_dev = t.to(device)
                 if s.inpaint:
@@ -99,6 +112,19 @@ class PropagationSampler:
         if not written.all():
             raise RuntimeError(f"window plan left slices {torch.nonzero(~written).flatten().tolist()} unwritten")
         return out
+
+
+def correlated_noise(shape, rho: float, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal noise of ``shape`` (Z, ...) whose slices follow an AR(1) chain along Z: slice z and z + k
+    correlate by rho^k, and every slice is still N(0, I)."""
+    if not 0.0 <= rho < 1.0:
+        raise ValueError(f"noise correlation must lie in [0, 1), got {rho}")
+    fresh = torch.randn(shape, generator=generator)
+    out = torch.empty_like(fresh)
+    out[0] = fresh[0]
+    for z in range(1, shape[0]):
+        out[z] = rho * out[z - 1] + (1.0 - rho**2) ** 0.5 * fresh[z]
+    return out
 
 
 @torch.inference_mode()

@@ -17,9 +17,10 @@ import torch
 from ..data.conditioning import mask_to_latent_grid
 from ..data.datalist import check_label_values, read_datalist
 from ..data.mask_augment import AugmentSettings, augment_mask
-from ..data.volumes import from_model_space, to_model_space
+from ..data.model_space import ModelGrid, from_model_space, to_model_space
 from ..errors import Gem3dInputError
 from ..io import load_nifti, save_json, save_nifti
+from ..precision import resolve_precision
 from ..preview import save_triplanar
 from .informed import informed_latent
 from .sampler import PropagationSampler, SamplerSettings
@@ -32,26 +33,27 @@ class Synthesizer:
     def __init__(
         self,
         model,
-        image_size: int,
+        grid: ModelGrid,
         num_labels: int,
         modality: str = "mri",
         latent_channels: int = 4,
-        window: int = 16,
-        overlap: int = 1,
-        steps: int = 50,
-        eta: float = 1.0,
+        window: int = SamplerSettings.window,
+        overlap: int = SamplerSettings.overlap,
+        steps: int = SamplerSettings.steps,
+        eta: float = SamplerSettings.eta,
         position: float = 0.5,
         informed: dict | None = None,
         augment: str = "none",
         zero_background: bool = True,
         progress: bool = True,
         inpaint: bool = True,
-        precision: str = "fp32",
+        precision: str = SamplerSettings.precision,
         solvers: dict | None = None,
+        noise_correlation: float = SamplerSettings.noise_correlation,
     ):
         self.model = model
         self.cfg = {
-            "image_size": int(image_size),
+            "grid": grid,
             "num_labels": int(num_labels),
             "modality": modality,
             "latent_channels": int(latent_channels),
@@ -63,9 +65,11 @@ class Synthesizer:
             eta=float(eta),
             inpaint=bool(inpaint),
             precision=str(precision),
+            noise_correlation=float(noise_correlation),
         )
         check_parameters(1, self.settings.window, self.settings.overlap, position)
-        _check_settings(self.settings)
+        self.settings, self.precision_reason = _check_settings(self.settings, model.device)
+        print(f"gem3d precision: {self.settings.precision} ({self.precision_reason})", flush=True)
         # named solvers (e.g. {"ddim": DDIMScheduler, "dpm++2m": DPMSolverMultistepScheduler}) that ``variant`` can
         # switch to; the name in use is derived from the sampler's scheduler (see ``solver``)
         self.solvers = dict(solvers or {})
@@ -91,7 +95,14 @@ class Synthesizer:
 
         The evaluation rows and the benchmark settings are such overrides."""
         overrides = dict(overrides or {})
-        saved = (self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.augment)
+        saved = (
+            self.settings,
+            self.precision_reason,
+            self.informed,
+            self.sampler.network,
+            self.sampler.scheduler,
+            self.augment,
+        )
         solver = overrides.pop("solver", None)
         informed = overrides.pop("informed", None)
         augment = overrides.pop("augment", None)
@@ -99,12 +110,14 @@ class Synthesizer:
             fields = {k: overrides.pop(k) for k in list(overrides) if k in SamplerSettings.__dataclass_fields__}
             if overrides:
                 raise Gem3dInputError(f"unknown synthesis overrides {sorted(overrides)}")
-            self.settings = self.sampler.settings = replace(self.settings, **fields)
-            _check_settings(self.settings)
+            settings = replace(self.settings, **fields)
+            if "precision" in fields:
+                settings, self.precision_reason = _check_settings(settings, self.model.device)
+            else:
+                _check_settings(settings, self.model.device)
+            self.settings = self.sampler.settings = settings
             if solver is not None:
-                if solver not in self.solvers:
-                    raise Gem3dInputError(f"unknown solver {solver!r}; known solvers: {sorted(self.solvers)}")
-                self.sampler.scheduler = self.solvers[solver]
+                self.sampler.scheduler = pick_solver(self.solvers, solver)
             if informed is not None:
                 self.informed = {**self.informed, **informed}
             if augment is not None:
@@ -113,7 +126,14 @@ class Synthesizer:
                 self.sampler.network = network
             yield self
         finally:
-            self.settings, self.informed, self.sampler.network, self.sampler.scheduler, self.augment = saved
+            (
+                self.settings,
+                self.precision_reason,
+                self.informed,
+                self.sampler.network,
+                self.sampler.scheduler,
+                self.augment,
+            ) = saved
             self.sampler.settings = self.settings
 
     def load_mask(self, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +161,8 @@ class Synthesizer:
         check_parameters(mask.shape[2], self.settings.window, self.settings.overlap, position)
         rng = np.random.default_rng(int(seed))
         generator = torch.Generator().manual_seed(int(seed))
-        mask_ms, geom = to_model_space(mask, affine, self.cfg["image_size"], "label")
+        mask_ms, geom = to_model_space(mask, affine, self.cfg["grid"], "label")
+        grid_note = _check_extent(mask_path, geom, self.cfg["grid"], self.settings.window)
         aug_params = {"settings": asdict(self.augment)}
         if self.augment.flip or self.augment.max_rotation_deg > 0 or self.augment.max_shift_fraction > 0:
             mask_ms, aug_params = augment_mask(mask_ms, self.augment, rng)
@@ -174,8 +195,14 @@ class Synthesizer:
             "position": position,
             "informed": inf_record,
             "augmentation": aug_params,
-            "sampler": {**asdict(self.settings), "solver": self.solver},
+            "sampler": {**asdict(self.settings), "solver": self.solver, "precision_reason": self.precision_reason},
             "zero_background": self.zero_background,
+            "model_space": {
+                "spacing_mm": geom.spacing,
+                "shape": [self.cfg["grid"].size, self.cfg["grid"].size, geom.resized[2]],
+                "zoom": geom.zoom,
+                "note": grid_note,
+            },
             "seconds": round(time.time() - start, 2),
         }
         return {"image": image, "mask": mask_used, "affine": affine, "record": record}
@@ -201,11 +228,49 @@ class Synthesizer:
         return paths
 
 
-def _check_settings(settings: SamplerSettings) -> None:
+def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:
+    """Refuse a mask too thin for the model; say so (printed and recorded) when its z extent lies far outside the
+    training range. Returns that note, or None."""
+    z, (lo, hi) = geom.resized[2], grid.slices
+    z_mm = z * geom.spacing[2]
+    if geom.ras_shape[2] > 1 and z < 2:
+        raise Gem3dInputError(
+            f"mask {path} covers {z_mm:.1f} mm along z: at the model's slice spacing of {geom.spacing[2]:.2f} mm that "
+            "is fewer than 2 slices; give a mask with more slices"
+        )
+    note = None
+    if z < lo / 2 or z > 2 * hi:
+        note = (
+            f"the mask spans {z} model slices ({z_mm:.0f} mm) while training volumes spanned {lo}-{hi}: windows of "
+            f"{window} slices are propagated over it, but anatomy far outside the training range is extrapolated"
+        )
+    if geom.zoom > 1.0:
+        note = (note + "; " if note else "") + (
+            f"the field of view is wider than the model's {grid.size} voxels at {grid.spacing[0]:.2f} mm, so the "
+            f"model space zooms out by {geom.zoom:.2f} (crop the mask to the anatomy for full detail)"
+        )
+    if note:
+        print(f"gem3d: {path}: {note}", flush=True)
+    return note
+
+
+def pick_solver(solvers: dict, name: str):
+    """The scheduler called ``name``; an unknown name gets an error listing the known ones."""
+    if name not in solvers:
+        raise Gem3dInputError(f"unknown solver {name!r}; known solvers: {sorted(solvers)}")
+    return solvers[name]
+
+
+def _check_settings(settings: SamplerSettings, device) -> tuple[SamplerSettings, str]:
+    """Validate the settings; return them with ``auto`` precision resolved for ``device``, and the reason."""
     if settings.steps < 1:
         raise Gem3dInputError(f"steps must be >= 1, got {settings.steps}")
-    if settings.precision not in ("fp32", "bf16"):
-        raise Gem3dInputError(f"precision must be 'fp32' or 'bf16', got {settings.precision!r}")
+    if settings.eta < 0:
+        raise Gem3dInputError(f"eta must be >= 0, got {settings.eta}")
+    if not 0 <= settings.noise_correlation < 1:
+        raise Gem3dInputError(f"noise_correlation must lie in [0, 1), got {settings.noise_correlation}")
+    precision, reason = resolve_precision(settings.precision, device)
+    return replace(settings, precision=precision), reason
 
 
 def _rank_world() -> tuple[int, int]:
