@@ -30,13 +30,28 @@ def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
     assert 0.0 <= metrics["real_test_mask_adherence"]["mask_dice_whole_tumour"] <= 1.0
     assert metrics["gem3d_true"]["diversity_ms_ssim"] is not None
     assert "| gem3d_true |" in (out / "report.md").read_text()
+    # through-plane consistency, against the real test set and the autoencoder round trip
+    for row in rows:
+        assert {"grad_anisotropy_x_real", "adjacent_ssim_minus_real"} <= set(metrics[row]), row
+    assert metrics["real_test"]["grad_anisotropy"] > 0 and "grad_anisotropy_x_real" in metrics["autoencoder_round_trip"]
+    assert "| gem3d_ic_independent_noise |" in (out / "report.md").read_text()
     assert (out / "metrics.png").is_file() and (out / "previews" / "real.png").is_file()
 
-    # a row whose network weights are missing is skipped and reported, not failed
+    # on a non-cubic set of another size than the model's (one loading path for real and synthetic volumes), a
+    # row whose network weights are missing is skipped and reported, not failed
+    from scripts.data.demo_phantom import build_demo_dataset
+
+    other = build_demo_dataset(str(tmp_path / "other"), num_train=2, num_test=1, size=(40, 36, 28), seed=3, previews=0)
     os.remove(tmp_path / "models" / "volume_mask_only.pt")
-    only = {"mask_only_baseline": {"informed": {"mode": "none"}, "network": "mask_only"}}
-    run_bundle(["inference.json", "evaluate.json"], {**ov, "eval_dir": str(tmp_path / "e2"), "eval_rows": only})
+    only = {
+        "gem3d_true": {"informed": {"mode": "true"}},
+        "mask_only_baseline": {"informed": {"mode": "none"}, "network": "mask_only"},
+    }
+    overrides = {**ov, "dataset_dir": str(tmp_path / "other"), "datalist": other, "informed_pool": other}
+    run_bundle(["inference.json", "evaluate.json"], {**overrides, "eval_dir": str(tmp_path / "e2"), "eval_rows": only})
     metrics = json.load(open(tmp_path / "e2" / "metrics.json"))
+    assert 0.0 < metrics["gem3d_true"]["max_nearest_training_corr"] <= 1.0  # the privacy check compared volumes
+    assert metrics["gem3d_true"]["volumes"] == 2 and metrics["gem3d_true"]["fid_c"] >= 0
     assert (
         "mask_only_baseline" not in metrics and "volume_mask_only.pt" in metrics["skipped_rows"]["mask_only_baseline"]
     )
@@ -49,7 +64,7 @@ def test_benchmark_prints_figures(tmp_path, tiny_demo):
         ["inference.json", "benchmark.json"],
         {
             **ov,
-            "bench_sizes": [[24, 24, 12]],
+            "bench_sizes": [[32, 32, 16]],
             "bench_settings": [
                 {"steps": 2, "eta": 1.0, "batch_waves": True, "solver": "ddim", "precision": "fp32"},
                 {"steps": 2, "solver": "dpm++2m", "precision": "bf16"},
@@ -57,6 +72,13 @@ def test_benchmark_prints_figures(tmp_path, tiny_demo):
             "bench_output": str(tmp_path / "bench.json"),
             "bench_native_resolution": True,
             "bench_forward_variants": ["fp32", "bf16", "channels_last"],
+            # the peer 3D LDM, shrunk: same classes and layout, narrow channels
+            "bench_peer_size": [32, 32, 16],
+            "peer_autoencoder_def#channels": [8, 8, 8],
+            "peer_autoencoder_def#norm_num_groups": 4,
+            "peer_unet_def#channels": [8, 8, 8],
+            "peer_unet_def#norm_num_groups": 4,
+            "peer_unet_def#num_head_channels": [0, 4, 4],
         },
     )
     result = json.load(open(tmp_path / "bench.json"))
@@ -69,3 +91,8 @@ def test_benchmark_prints_figures(tmp_path, tiny_demo):
     assert (rows[1]["solver"], rows[1]["precision"], rows[1]["steps"]) == ("dpm++2m", "bf16", 2)
     assert rows[1]["window_forwards"] == rows[0]["window_forwards"]  # one forward per step and window
     assert "seconds_per_volume=" in proc.stdout
+    peer = result["peer_3d_ldm"]
+    assert peer["output_size"] == [32, 32, 16] and peer["latent"] == [4, 8, 8, 4] and peer["steps"] == 50
+    assert peer["projected_s_per_volume"] >= 50 * peer["unet_forward_s"] and peer["unet_tflops_per_forward"] >= 0
+    assert all(r["peer_ratio"] > 0 for r in rows) and "x faster" in proc.stdout
+    assert set(result["cpu"]) >= {"model", "avx2", "avx512_bf16", "amx"} and "CPU: " in proc.stdout

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,32 +39,20 @@ def server(tmp_path_factory, tiny_demo):
         shutil.copy(os.path.join(base, item["label"]), studies / "labels" / "final" / f"{item['id']}.nii.gz")
     port = _free_port()
     log = open(root / "server.log", "w")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "2",
-        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-    }
+    (root / "tmp").mkdir()
+    # the README's server command, verbatim, with a PATH that does not hold the venv (a shell without activation)
+    venv_bin = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PATH": path, "TMPDIR": str(root / "tmp")}
+    env.pop("VIRTUAL_ENV", None)
+    conf = f"--conf overrides '{json.dumps(overrides)}'"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "monailabel.main",
-            "start_server",
-            "--app",
-            APP,
-            "--studies",
-            str(studies),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--conf",
-            "overrides",
-            json.dumps(overrides),
-        ],
+        ["make", "-s", "serve", f"STUDIES={studies}", f"PORT={port}", f"CONF={conf}"],
+        cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
+        start_new_session=True,  # make, its shell and the server form one process group, stopped together
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -79,13 +68,13 @@ def server(tmp_path_factory, tiny_demo):
             time.sleep(1)
         else:
             raise RuntimeError("server did not start:\n" + open(root / "server.log").read()[-4000:])
-        yield {"url": url, "studies": studies, "root": root, "demo": tiny_demo}
+        yield {"url": url, "studies": studies, "root": root, "demo": tiny_demo, "tmp": root / "tmp"}
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
         log.close()
 
 
@@ -188,6 +177,46 @@ def test_bad_requests_get_4xx_and_server_keeps_serving(server, params, label, ma
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
     assert __import__("re").search(match, r.text), r.text[:500]
     assert requests.get(server["url"] + "/info/", timeout=10).status_code == 200
+
+
+def test_bad_upload_and_bad_params_get_422_and_no_working_files_stay(server):
+    ids = sorted(
+        i
+        for i in requests.get(server["url"] + "/datastore/?output=all", timeout=10).json()["objects"]
+        if not i.startswith("gem3d_")
+    )
+    url = f"{server['url']}/infer/gem3d_synthesis"
+    bad = server["root"] / "notes.nii.gz"
+    bad.write_bytes(b"this is a text file, not NIfTI")
+    r = requests.post(
+        url,
+        params={"image": ids[0]},
+        data={"params": json.dumps({"steps": 2})},
+        files={"label": ("my_mask.nii.gz", open(bad, "rb"))},
+        timeout=60,
+    )
+    assert r.status_code == 422 and "my_mask.nii.gz" in r.text and "not a readable NIfTI" in r.text, r.text
+    assert str(server["tmp"]) not in r.text  # the upload is named, not the server's temporary copy
+    r = requests.post(url, params={"image": ids[0]}, data={"params": "{steps: 2"}, timeout=60)
+    assert r.status_code == 422 and "not a JSON object" in r.text, r.text
+    mask = os.path.join(server["studies"], "labels", "final", f"{ids[0]}.nii.gz")
+    r = requests.post(
+        url,
+        params={"image": ids[0]},
+        data={"params": json.dumps({"steps": 2})},
+        files={"label": ("mask.nii.gz", open(mask, "rb"))},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text[:500]
+    # the uploads of all three requests and the task's output folder are removed once each request has ended
+    def leftovers():  # upload copies (tmp*.nii.gz) and the task's output folders (gem3d_*)
+        names = os.listdir(server["tmp"])
+        return [n for n in names if n.startswith("gem3d_") or (n.startswith("tmp") and ".nii" in n)]
+
+    deadline = time.time() + 20
+    while time.time() < deadline and leftovers():
+        time.sleep(0.5)
+    assert not leftovers(), os.listdir(server["tmp"])
 
 
 def test_request_without_any_mask_and_path_as_image_are_refused(server):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import run_bundle
 from scripts.errors import Gem3dInputError
-from scripts.precision import resolve_precision
 from scripts.io import save_nifti
+from scripts.precision import resolve_precision
 from tiny_model import build_synthesizer, make_tiny_model
 
 

@@ -17,7 +17,7 @@ import time
 import lib.infers
 import lib.strategies
 from lib.bundle import load_bundle
-from lib.server import RequestError, install_batch_reload, install_threaded_infer_route
+from lib.server import RequestError, install_batch_reload, install_threaded_infer_route, remove_request_files
 from monailabel.interfaces.app import MONAILabelApp
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class MyApp(MONAILabelApp):
                     "informed": "image",
                 }
             )
+            remove_request_files()  # the datastore holds its own copies of the job's outputs
             done.append(res["synthetic_image_id"])
             print(f"gem3d batch: {n}/{len(jobs)} {res['synthetic_image_id']} ({time.time() - start:.0f} s)", flush=True)
         return {"synthetic_images": done, "count": len(done)}

@@ -88,13 +88,53 @@ def forward_variants(net, channels: int, window: int, latent: int, variants, rep
     return out
 
 
+def time_peer_ldm(unet, autoencoder, output_size, steps: int, precision: str = "fp32", factor: int = 4) -> dict:
+    """One UNet forward and one decode of a whole-volume 3D latent diffusion model (random weights, declared in
+    benchmark.json after the model zoo's ``brats_mri_generative_diffusion``) at ``output_size``, projected to its
+    ``steps``-step sampler. ``factor``: the autoencoder's downsampling per axis."""
+    device = next(unet.parameters()).device
+    latent = [unet.in_channels, *(int(s) // factor for s in output_size)]
+    z = torch.randn(1, *latent, device=device)
+    t = torch.tensor([500], device=device)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        unet(z, t)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        start = time.perf_counter()
+        unet(z, t)
+        forward_s = time.perf_counter() - start
+        start = time.perf_counter()
+        image = autoencoder.decode(z)
+        decode_s = time.perf_counter() - start
+    return {
+        "output_size": list(image.shape[2:]),
+        "latent": latent,
+        "unet_params_m": round(sum(p.numel() for p in unet.parameters()) / 1e6, 1),
+        "autoencoder_params_m": round(sum(p.numel() for p in autoencoder.parameters()) / 1e6, 1),
+        "precision": precision,
+        "unet_tflops_per_forward": round(counter.get_total_flops() / 1e12, 2),
+        "unet_forward_s": round(forward_s, 2),
+        "decode_s": round(decode_s, 2),
+        "steps": int(steps),
+        "projected_s_per_volume": round(steps * forward_s + decode_s, 1),
+    }
+
+
 def run_benchmark(
-    synth, sizes, settings: list[dict], output_file: str, seed: int = 0, native: bool = False, variants=()
+    synth,
+    sizes,
+    settings: list[dict],
+    output_file: str,
+    seed: int = 0,
+    native: bool = False,
+    variants=(),
+    peer: dict | None = None,
 ):
     """``sizes``: [[H, W, Z], ...]; ``settings``: synthesis overrides per row (``Synthesizer.variant``).
 
     ``native``: run the networks at each volume's own in-plane size instead of the trained model size (the
     networks are fully convolutional), to measure cost and memory at 128^2 or 256^2; quality is then meaningless.
+    ``peer``: ``{"unet", "autoencoder", "size", "steps"}``, a whole-volume 3D LDM timed in the same run
+    (:func:`time_peer_ldm`); its projected seconds per volume are compared with gem3d's rows of the same size.
     """
     model = synth.model
     rows = []
@@ -157,6 +197,21 @@ def run_benchmark(
     net = model.window_net
     latent = model.latent_shape(trained.size)[-1]
     forwards = forward_variants(net, net.unet.in_channels, synth.settings.window, latent, variants) if variants else {}
+    peer_row = None
+    if peer:
+        peer_row = time_peer_ldm(
+            peer["unet"], peer["autoencoder"], peer["size"], peer["steps"], synth.settings.precision
+        )
+        same = [r for r in rows if r["size"] == list(peer["size"])]
+        for r in same:
+            r["peer_ratio"] = round(peer_row["projected_s_per_volume"] / r["seconds_per_volume"], 1)
+        print(" | ".join(f"{k}={v}" for k, v in {"peer": "3D LDM", **peer_row}.items()), flush=True)
+        for r in same:
+            print(
+                f"gem3d {r['solver']} {r['steps']} steps {r['precision']}: {r['seconds_per_volume']} s/volume, "
+                f"peer {peer_row['projected_s_per_volume']} s: {r['peer_ratio']}x faster",
+                flush=True,
+            )
     save_json(
         {
             "device": str(model.device),
@@ -164,6 +219,7 @@ def run_benchmark(
             "torch_threads": torch.get_num_threads(),
             "rows": rows,
             "forwards": forwards,
+            "peer_3d_ldm": peer_row,
         },
         output_file,
         overwrite=True,

@@ -5,10 +5,10 @@ Rows (same data, same sampler): GEM-3D with IC (also with 3D mask augmentation),
 starting noise per slice (the paper's sampler noise), and the Make-A-Volume-style baseline (mask only, no informed
 slice; ``baseline_mask_only.json``, same training budget).
 Metrics: FID-A/C/S against the real test set (floor: real training vs real test), through-plane consistency
-(gradient anisotropy and adjacent-slice SSIM, against the real test set and the autoencoder round trip), fidelity to the real volume for
-the true-informed rows and the baseline, mask adherence (a segmenter trained on real data, Dice against the
-conditioning mask), diversity (MS-SSIM between two samples of a mask) and privacy (highest correlation with any
-training volume). Writes metrics.json, report.md and plots.
+(gradient anisotropy and adjacent-slice SSIM, against the real test set and the autoencoder round trip), fidelity
+to the real volume for the true-informed rows and the baseline, mask adherence (a segmenter trained on real data,
+Dice against the conditioning mask), diversity (MS-SSIM between two samples of a mask) and privacy (highest
+correlation with any training volume). Writes metrics.json, report.md and plots.
 """
 
 from __future__ import annotations
@@ -200,6 +200,7 @@ def _plots(results: dict, previews: dict, real_case: dict, output_dir: str) -> N
 
 
 def _report(results: dict, output_dir: str) -> None:
+    round_trip = results["autoencoder_round_trip"]
     lines = [
         "# gem3d evaluation",
         "",
@@ -238,8 +239,8 @@ def _report(results: dict, output_dir: str) -> None:
         "",
         f"Real test volumes: gradient anisotropy {results['real_test']['grad_anisotropy']:.3f}, adjacent-slice "
         f"SSIM {results['real_test']['adjacent_ssim']:.3f} (the references of the two consistency columns); the "
-        f"autoencoder round trip of the same volumes: {results['autoencoder_round_trip']['grad_anisotropy_x_real']:.3f}x "
-        f"real and {results['autoencoder_round_trip']['adjacent_ssim_minus_real']:+.3f} (real scanner noise, which the "
+        f"autoencoder round trip of the same volumes: {round_trip['grad_anisotropy_x_real']:.3f}x "
+        f"real and {round_trip['adjacent_ssim_minus_real']:+.3f} (real scanner noise, which the "
         "decoder does not reproduce, lowers the real adjacent-slice SSIM).",
         f"Real test volumes: highest correlation with a training volume "
         f"{results['real_test_max_nearest_training_corr']:.3f} (reference for the privacy column).",

@@ -3,7 +3,10 @@
 1. ``POST /infer/{model}`` is an ``async def`` that runs inference synchronously, which blocks the event loop
    for the whole generation (no ``/info``, no datastore calls meanwhile). It is re-registered here as a plain
    ``def`` endpoint, which FastAPI runs in its thread pool, so the server keeps answering.
-2. Bad requests (our ``RequestError``) become HTTP 422 with the message, instead of a 500.
+2. Bad requests (our ``RequestError``, ``params`` that are not JSON, an upload that is not NIfTI) become HTTP 422
+   with the message, naming the upload by its file name, instead of a 500. Every request's working files (the
+   uploaded mask, the task's output folder) are removed when it ends, failed or not: MONAI Label removes them only
+   after a successful response.
 3. A batch task runs in a subprocess that adds images to the datastore on disk; the server only learns of them
    through its file watcher, which can miss the subprocess's last write of datastore.json (seen in the test suite:
    a finished batch whose images never appeared). When a batch task ends, the server now reloads the datastore.
@@ -11,7 +14,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import threading
 from typing import Optional
 
 from fastapi import BackgroundTasks, Depends, File, Form, HTTPException, UploadFile
@@ -22,6 +29,23 @@ logger = logging.getLogger(__name__)
 
 class RequestError(ValueError):
     """A request the app refuses: the message says what is wrong."""
+
+
+_request_files = threading.local()  # sync endpoints run the whole request, task included, on one worker thread
+
+
+def remove_when_request_ends(path: str) -> None:
+    """Called by a task: ``path`` (a file or folder) is removed once the current request has been answered."""
+    if not hasattr(_request_files, "paths"):
+        _request_files.paths = []
+    _request_files.paths.append(path)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.unlink(path)
 
 
 def _unwrap(exc: BaseException) -> RequestError | None:
@@ -52,15 +76,32 @@ def install_threaded_infer_route() -> bool:
         user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER)),
     ):
         try:
-            return run_inference(background_tasks, model, image, session_id, params, file, label, output)
+            parsed = json.loads(params) if params else {}
+            if not isinstance(parsed, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=f"'params' is not a JSON object: {exc}") from None
+        if label is not None and label.filename:
+            parsed["upload_name"] = os.path.basename(label.filename)  # errors name the upload, not a temp path
+        _request_files.paths = []
+        try:
+            response = run_inference(
+                background_tasks, model, image, session_id, json.dumps(parsed), file, label, output
+            )
         except HTTPException:
+            remove_request_files()
             raise
         except Exception as exc:
+            remove_request_files()
             err = _unwrap(exc)
             if err is None:
                 raise
             logger.warning(f"rejected infer request: {err}")
             raise HTTPException(status_code=422, detail=str(err)) from exc
+        for path in _request_files.paths:
+            background_tasks.add_task(_remove, path)
+        _request_files.paths = []
+        return response
 
     from monailabel.endpoints import infer as infer_endpoints
 
@@ -89,6 +130,13 @@ def install_threaded_infer_route() -> bool:
     if not replaced:
         logger.warning(f"route {path} not found; inference runs on the event loop")
     return replaced
+
+
+def remove_request_files() -> None:
+    """Remove the files registered by the current request now (a failed request, or one job of a batch)."""
+    for path in getattr(_request_files, "paths", []):
+        _remove(path)
+    _request_files.paths = []
 
 
 def install_batch_reload(datastore) -> None:

@@ -6,8 +6,8 @@ from . import (  # noqa: F401
     demo_phantom,
     latent_cache,
     mask_augment,
+    model_space,
     slices,
     volume_dataset,
-    model_space,
     windows,
 )

@@ -93,7 +93,9 @@ def load_or_build(
     """
     if not os.path.isfile(datalist):
         raise Gem3dInputError(f"datalist not found: {datalist} (build the demo set or set dataset_dir)")
-    key = json.dumps([encoder_md5(autoencoder_file), file_md5(datalist), section, grid.as_dict(), num_labels, modality, limit])
+    key = json.dumps(
+        [encoder_md5(autoencoder_file), file_md5(datalist), section, grid.as_dict(), num_labels, modality, limit]
+    )
     digest = hashlib.md5(key.encode()).hexdigest()[:12]
     path = os.path.join(cache_dir, f"latents_{section}_{digest}.pt")
     if os.path.isfile(path):

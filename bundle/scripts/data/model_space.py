@@ -25,7 +25,6 @@ from monai.transforms import Orientation, Resize, ScaleIntensityRange, SpatialPa
 from ..errors import Gem3dInputError
 from ..io import save_json
 
-
 _AXIS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # nibabel's axis codes: affines here are world RAS+ (NIfTI)
 
 
@@ -122,13 +121,17 @@ def normalise_intensity(image: np.ndarray, modality: str = "mri", ct_window=(-16
 
 def orient_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reorder voxel axes to RAS (no resampling): (array, RAS affine)."""
-    t = Orientation(axcodes="RAS", labels=_AXIS_LABELS)(MetaTensor(torch.as_tensor(np.ascontiguousarray(data))[None], affine=affine))
+    t = Orientation(axcodes="RAS", labels=_AXIS_LABELS)(
+        MetaTensor(torch.as_tensor(np.ascontiguousarray(data))[None], affine=affine)
+    )
     return np.ascontiguousarray(t[0].numpy()), np.asarray(t.affine, dtype=np.float64)
 
 
 def _orient_back(data: np.ndarray, ras_affine: np.ndarray, affine: np.ndarray) -> np.ndarray:
     codes = "".join(nib.aff2axcodes(np.asarray(affine)))
-    t = Orientation(axcodes=codes, labels=_AXIS_LABELS)(MetaTensor(torch.as_tensor(np.ascontiguousarray(data))[None], affine=ras_affine))
+    t = Orientation(axcodes=codes, labels=_AXIS_LABELS)(
+        MetaTensor(torch.as_tensor(np.ascontiguousarray(data))[None], affine=ras_affine)
+    )
     return np.ascontiguousarray(t[0].numpy())
 
 
@@ -137,6 +140,7 @@ def plan(ras_shape, ras_spacing, grid: ModelGrid) -> tuple[list[int], list, floa
     extent = np.asarray(ras_shape, np.float64) * np.asarray(ras_spacing, np.float64)
     target = np.asarray(grid.spacing)
     zoom = max(1.0, *(extent[:2] / target[:2] / grid.size))
+    zoom = 1.0 if zoom < 1.01 else zoom  # within a voxel's rounding of S: crop that voxel rather than zoom
     shape = [max(1, int(round(e))) for e in extent / (target * zoom)]
     shape[:2] = [min(s, grid.size) for s in shape[:2]]
     if ras_shape[2] == 1:
@@ -171,7 +175,9 @@ def to_model_space(data: np.ndarray, affine: np.ndarray, grid: ModelGrid, kind: 
     spacing = [float(s) * zoom for s in grid.spacing]
     if shape[2] == 1 and ras.shape[2] == 1:
         spacing[2] = float(nib.affines.voxel_sizes(ras_affine)[2])
-    geom = Geometry(np.asarray(affine).tolist(), ras_affine.tolist(), list(data.shape), list(ras.shape), shape, pads, spacing, zoom)
+    geom = Geometry(
+        np.asarray(affine).tolist(), ras_affine.tolist(), list(data.shape), list(ras.shape), shape, pads, spacing, zoom
+    )
     return out, geom
 
 

@@ -19,7 +19,8 @@ def load_volumes(
     if limit:
         items = items[: int(limit)]
     cases = [
-        load_case(item, grid, num_labels, modality, normalise=normalise) for item in tqdm(items, desc=f"loading {section}", leave=False)
+        load_case(item, grid, num_labels, modality, normalise=normalise)
+        for item in tqdm(items, desc=f"loading {section}", leave=False)
     ]
     for case in cases:
         if "label" not in case:

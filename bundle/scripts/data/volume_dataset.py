@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from monai.data import Dataset
 
-from .slices import load_volumes
 from .model_space import model_spacing
+from .slices import load_volumes
 
 
 def load_sources(sources, grid, num_labels: int, modality: str = "mri", limit=None) -> list[dict]:

@@ -58,7 +58,12 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
             raise Gem3dInputError(f"case {ctx.get('id')}: informed mode 'true' needs the mask's own image volume")
         case = load_case({"image": ctx["image"]}, grid, cfg["num_labels"], modality)
         sl, z = _slice_at(case["image"], case["geometry"], position, spec.get("slice"))
-        return model.encode(sl[None])[0], {"mode": mode, "source": ctx["image"], "slice": spec.get("slice"), "model_slice": z}
+        return model.encode(sl[None])[0], {
+            "mode": mode,
+            "source": ctx["image"],
+            "slice": spec.get("slice"),
+            "model_slice": z,
+        }
     if mode == "ic":
         pool = spec.get("pool")
         if not pool:

@@ -9,10 +9,9 @@ import tempfile
 import threading
 import time
 
-import nibabel as nib
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from ..server import RequestError
+from ..server import RequestError, remove_when_request_ends
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +88,7 @@ class SynthesisTask(InferTask):
     def _mask_path(self, request, image_id) -> str:
         upload = request.get("label")
         if upload:
+            remove_when_request_ends(upload)  # MONAI Label removes it only after a successful answer
             return upload  # the app has checked that this is the server's own upload file
         ds = self.datastore_fn()
         for tag in ("final", "original"):
@@ -98,6 +98,18 @@ class SynthesisTask(InferTask):
         raise RequestError(f"no mask: upload one as 'label' or save a label for image {image_id!r}")
 
     def __call__(self, request):
+        upload, name = request.get("label"), request.get("upload_name")
+        try:
+            return self._run(request)
+        except Exception as exc:
+            if upload and name and (isinstance(exc, RequestError) or type(exc).__name__ == "Gem3dInputError"):
+                # the message names the user's upload, not the server's temporary copy of it
+                raise RequestError(str(exc).replace(upload, f"upload {name!r}")) from exc
+            raise
+
+    def _run(self, request):
+        from scripts.io import load_nifti  # the bundle's package, on sys.path once the app has loaded the bundle
+
         ds = self.datastore_fn()
         image_id = request["image_id"]
         image_path = request["image"]
@@ -120,8 +132,8 @@ class SynthesisTask(InferTask):
                 raise RequestError(f"informed image {source!r} is not in the datastore")
             informed = {"mode": "file", "file": other, "slice": slice_}
         mask_path = self._mask_path(request, image_id)
-        mask_shape = tuple(nib.load(mask_path).shape)
-        image_shape = tuple(nib.load(image_path).shape)
+        mask_shape = tuple(load_nifti(mask_path, "mask", rank=None)[0].shape)
+        image_shape = tuple(load_nifti(image_path, "image", rank=None)[0].shape)
         if mask_shape[:3] != image_shape[:3]:
             raise RequestError(f"the mask's shape {mask_shape} differs from image {image_id!r}'s shape {image_shape}")
         start = time.time()
@@ -132,6 +144,7 @@ class SynthesisTask(InferTask):
             )
         new_id = f"{SYNTHETIC_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '_', image_id)}_s{seed}"
         folder = tempfile.mkdtemp(prefix="gem3d_")
+        remove_when_request_ends(folder)  # the datastore keeps its own copies; the answer is sent before removal
         paths = self.synth.write(result, folder, new_id, overwrite=True)
         record = result["record"]
         ds.add_image(new_id, paths["image"], {"gem3d": json.loads(json.dumps(record, default=str))})
