@@ -48,10 +48,17 @@ def test_model_space_round_trip_keeps_geometry(tmp_path):
     arr, geom = to_model_space(smooth, aff, ModelGrid(40, (0.9, 0.9, 1.0)), kind="image")
     back = from_model_space(arr, geom)
     assert np.abs(back - smooth).mean() < 0.05
-    # a field of view wider than S at the target spacing is zoomed out as a whole (proportions kept)
+    # a field of view wider than S at the target spacing is cropped to the foreground; if still too wide, it is
+    # zoomed out as a whole (proportions kept)
     arr, geom = to_model_space(smooth, aff, ModelGrid(8, (1.0, 1.0, 1.0)), kind="image")
     assert geom.zoom > 1 and arr.shape[:2] == (8, 8)
     np.testing.assert_allclose(geom.spacing, [geom.zoom] * 3)
+    wide = np.zeros((120, 100, 10), np.int16)
+    wide[40:70, 30:60, 2:8] = 2  # 30 x 30 mm of anatomy in a 120 x 100 mm field of view
+    arr, geom = to_model_space(wide, np.eye(4), ModelGrid(24, (2.0, 2.0, 2.0)), kind="label")
+    assert geom.zoom == 1.0 and geom.crop[0][0] > 30 and geom.crop[0][1] < 80 and (arr == 2).sum() > 0
+    back = from_model_space(arr, geom, kind="label")
+    assert back.shape == wide.shape and (back[:30] == 0).all() and (back == wide).mean() > 0.99
 
 
 def test_model_space_resamples_along_z_to_the_training_spacing():

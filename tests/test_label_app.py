@@ -208,6 +208,7 @@ def test_bad_upload_and_bad_params_get_422_and_no_working_files_stay(server):
         timeout=120,
     )
     assert r.status_code == 200, r.text[:500]
+
     # the uploads of all three requests and the task's output folder are removed once each request has ended
     def leftovers():  # upload copies (tmp*.nii.gz) and the task's output folders (gem3d_*)
         names = os.listdir(server["tmp"])

@@ -208,6 +208,15 @@ def test_variant_switches_solver_precision_and_restores(tiny, tmp_path):
     assert rec["informed"]["mode"] == "ig" and np.isfinite(other["image"]).all()
     assert synth.sampler.scheduler is scheduler and synth.settings is settings and synth.informed["mode"] == "ic"
     np.testing.assert_array_equal(synth.synthesize(mask, 3, "case")["image"], base["image"])
+    # the paper's independent starting noise: runs, differs from the default correlated noise, is recorded
+    with synth.variant({"noise_correlation": 0.0}):
+        independent = synth.synthesize(mask, 3, "case")
+    assert independent["record"]["sampler"]["noise_correlation"] == 0.0
+    assert base["record"]["sampler"]["noise_correlation"] == 0.85
+    assert np.isfinite(independent["image"]).all() and not np.array_equal(independent["image"], base["image"])
+    with pytest.raises(Gem3dInputError, match="noise_correlation"):
+        with synth.variant({"noise_correlation": 1.0}):
+            pass
     with pytest.raises(Gem3dInputError, match="unknown solver"):
         with synth.variant({"solver": "euler"}):
             pass

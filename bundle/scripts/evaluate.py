@@ -155,7 +155,7 @@ def evaluate(
             sources = [[os.path.join(folder, "datalist.json"), "training"]]
             metrics.update(_adherence(judge, sources, cfg, synth.model.device))
         results[name] = metrics
-        previews[name] = vols[0]
+        previews[name] = (vols[0], cases[0]["label"])
         print(name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}, flush=True)
     real_near = [
         nearest_training_similarity(c["image"], [t["image"] for t in train])["nearest_training_corr"] for c in test
@@ -193,8 +193,9 @@ def _plots(results: dict, previews: dict, real_case: dict, output_dir: str) -> N
     fig.tight_layout()
     save_figure(fig, os.path.join(output_dir, "metrics.png"), overwrite=True)
     plt.close(fig)
-    for name, vol in [("real", real_case["image"]), *previews.items()]:
-        f = triplanar_figure(vol, real_case["label"] if name == "real" else None, title=name)
+    # every preview with the mask it was generated from: the same planes (centred on the tumour) and outlines
+    for name, (vol, mask) in [("real", (real_case["image"], real_case["label"])), *previews.items()]:
+        f = triplanar_figure(vol, mask, title=name)
         save_figure(f, os.path.join(output_dir, "previews", f"{name}.png"), overwrite=True)
         plt.close(f)
 

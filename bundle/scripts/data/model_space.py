@@ -2,8 +2,10 @@
 
 A volume is reordered to RAS (MONAI ``Orientation``), resampled to the training spacing along all three axes (MONAI
 ``Resize`` to the size that spacing implies, like nnU-Net's target spacing) and padded in-plane to S x S (MONAI
-``SpatialPad``). When the field of view at that spacing is wider than S, all three spacings grow by one factor so
-that it fits: anatomy keeps its proportions, and the factor is recorded. Everything needed to undo the mapping is
+``SpatialPad``). When the field of view at that spacing is wider than S, it is first cropped in-plane to the
+foreground (the mask's labels, or the image's non-background voxels, with a margin; MONAI's bounding-box helper), as
+nnU-Net crops to non-zero; if it is still wider, all three spacings grow by one factor so that it fits: anatomy
+keeps its proportions, and the factor is recorded. Everything needed to undo the mapping is
 kept in :class:`Geometry`, so results are written on the input's own grid with its affine.
 
 The aspect-keeping fit and its inverse crop are the only parts written here: MONAI's transforms resample to a
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Orientation, Resize, ScaleIntensityRange, SpatialPad
+from monai.transforms.utils import generate_spatial_bounding_box
 
 from ..errors import Gem3dInputError
 from ..io import save_json
@@ -103,6 +106,7 @@ class Geometry:
     pad: list  # [[before, after], [before, after]] in-plane padding up to S x S
     spacing: list  # model-space voxel size (mm): the training spacing times ``zoom``
     zoom: float  # 1 unless the field of view had to shrink to fit S
+    crop: list  # [[start, stop], [start, stop]]: the in-plane RAS box kept (the whole plane unless it was too wide)
 
 
 def normalise_intensity(image: np.ndarray, modality: str = "mri", ct_window=(-160.0, 240.0), percentiles=(0.5, 99.5)):
@@ -168,15 +172,25 @@ def to_model_space(data: np.ndarray, affine: np.ndarray, grid: ModelGrid, kind: 
     if data.ndim != 3:
         raise Gem3dInputError(f"expected a 3D volume, got shape {data.shape}")
     ras, ras_affine = orient_ras(np.asarray(data, np.float32), affine)
-    shape, pads, zoom = plan(ras.shape, nib.affines.voxel_sizes(ras_affine), grid)
+    ras_shape, ras_spacing = list(ras.shape), nib.affines.voxel_sizes(ras_affine)
+    crop = [[0, ras.shape[0]], [0, ras.shape[1]]]
+    shape, pads, zoom = plan(ras.shape, ras_spacing, grid)
+    if zoom > 1.0:  # too wide: keep the in-plane box of the foreground (one model voxel of margin), then plan again
+        margin = [int(np.ceil(t / s)) for t, s in zip(grid.spacing[:2], ras_spacing[:2])] + [0]
+        background = 0.0 if kind == "label" else float(ras.min())
+        start, end = generate_spatial_bounding_box(ras[None], lambda x: x > background, margin=margin)
+        if end[0] > start[0] and end[1] > start[1]:
+            crop = [[int(start[i]), int(end[i])] for i in range(2)]
+            ras = ras[crop[0][0] : crop[0][1], crop[1][0] : crop[1][1]]
+            shape, pads, zoom = plan(ras.shape, ras_spacing, grid)
     t = torch.as_tensor(_resize(ras, shape, kind))[None]
     out = np.asarray(SpatialPad(spatial_size=(grid.size, grid.size, shape[2]), method="symmetric")(t)[0])
     out = out.round().astype(np.int16) if kind == "label" else out.astype(np.float32)
     spacing = [float(s) * zoom for s in grid.spacing]
     if shape[2] == 1 and ras.shape[2] == 1:
-        spacing[2] = float(nib.affines.voxel_sizes(ras_affine)[2])
+        spacing[2] = float(ras_spacing[2])
     geom = Geometry(
-        np.asarray(affine).tolist(), ras_affine.tolist(), list(data.shape), list(ras.shape), shape, pads, spacing, zoom
+        np.asarray(affine).tolist(), ras_affine.tolist(), list(data.shape), ras_shape, shape, pads, spacing, zoom, crop
     )
     return out, geom
 
@@ -186,7 +200,9 @@ def from_model_space(arr: np.ndarray, geom: Geometry, kind: str = "image") -> np
     (px0, _), (py0, _) = geom.pad
     h, w, _ = geom.resized
     crop = np.asarray(arr, np.float32)[px0 : px0 + h, py0 : py0 + w, :]
-    ras = _resize(crop, geom.ras_shape, kind)
+    (x0, x1), (y0, y1) = geom.crop
+    ras = np.zeros(geom.ras_shape, np.float32)  # outside the kept box: background
+    ras[x0:x1, y0:y1] = _resize(crop, [x1 - x0, y1 - y0, geom.ras_shape[2]], kind)
     return _orient_back(ras, np.asarray(geom.ras_affine), np.asarray(geom.affine))
 
 

@@ -246,8 +246,9 @@ def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:
         )
     if geom.zoom > 1.0:
         note = (note + "; " if note else "") + (
-            f"the field of view is wider than the model's {grid.size} voxels at {grid.spacing[0]:.2f} mm, so the "
-            f"model space zooms out by {geom.zoom:.2f} (crop the mask to the anatomy for full detail)"
+            f"even cropped to the mask's foreground, the field of view is wider than the model's {grid.size} voxels "
+            f"at {grid.spacing[0]:.2f} x {grid.spacing[1]:.2f} mm, so the model space zooms out by {geom.zoom:.2f}: "
+            "anatomy is generated with less detail"
         )
     if note:
         print(f"gem3d: {path}: {note}", flush=True)
