@@ -32,7 +32,7 @@ class SamplerSettings:
     precision: str = "auto"
     # correlation of the starting noise between neighbouring slices (AR(1) along z, PYoCo's progressive noise);
     # 0 draws every slice independently (the paper), which leaves slice-to-slice flicker (BENCHMARKS.md)
-    noise_correlation: float = 0.85
+    noise_correlation: float = 0.7
 
 
 class PropagationSampler:
