@@ -188,25 +188,19 @@ def test_bad_upload_and_bad_params_get_422_and_no_working_files_stay(server):
     url = f"{server['url']}/infer/gem3d_synthesis"
     bad = server["root"] / "notes.nii.gz"
     bad.write_bytes(b"this is a text file, not NIfTI")
-    r = requests.post(
-        url,
-        params={"image": ids[0]},
-        data={"params": json.dumps({"steps": 2})},
-        files={"label": ("my_mask.nii.gz", open(bad, "rb"))},
-        timeout=60,
-    )
+
+    def post_mask(name, path):
+        files = {"label": (name, open(path, "rb"))}
+        data = {"params": json.dumps({"steps": 2})}
+        return requests.post(url, params={"image": ids[0]}, data=data, files=files, timeout=120)
+
+    r = post_mask("my_mask.nii.gz", bad)
     assert r.status_code == 422 and "my_mask.nii.gz" in r.text and "not a readable NIfTI" in r.text, r.text
     assert str(server["tmp"]) not in r.text  # the upload is named, not the server's temporary copy
     r = requests.post(url, params={"image": ids[0]}, data={"params": "{steps: 2"}, timeout=60)
     assert r.status_code == 422 and "not a JSON object" in r.text, r.text
     mask = os.path.join(server["studies"], "labels", "final", f"{ids[0]}.nii.gz")
-    r = requests.post(
-        url,
-        params={"image": ids[0]},
-        data={"params": json.dumps({"steps": 2})},
-        files={"label": ("mask.nii.gz", open(mask, "rb"))},
-        timeout=120,
-    )
+    r = post_mask("mask.nii.gz", mask)
     assert r.status_code == 200, r.text[:500]
 
     # the uploads of all three requests and the task's output folder are removed once each request has ended

@@ -95,14 +95,9 @@ class Synthesizer:
 
         The evaluation rows and the benchmark settings are such overrides."""
         overrides = dict(overrides or {})
-        saved = (
-            self.settings,
-            self.precision_reason,
-            self.informed,
-            self.sampler.network,
-            self.sampler.scheduler,
-            self.augment,
-        )
+        swapped = [(self, "settings"), (self, "precision_reason"), (self, "informed"), (self, "augment")]
+        swapped += [(self.sampler, "network"), (self.sampler, "scheduler")]
+        saved = [getattr(obj, name) for obj, name in swapped]
         solver = overrides.pop("solver", None)
         informed = overrides.pop("informed", None)
         augment = overrides.pop("augment", None)
@@ -126,14 +121,8 @@ class Synthesizer:
                 self.sampler.network = network
             yield self
         finally:
-            (
-                self.settings,
-                self.precision_reason,
-                self.informed,
-                self.sampler.network,
-                self.sampler.scheduler,
-                self.augment,
-            ) = saved
+            for (obj, name), value in zip(swapped, saved):
+                setattr(obj, name, value)
             self.sampler.settings = self.settings
 
     def load_mask(self, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
