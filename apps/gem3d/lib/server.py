@@ -48,9 +48,15 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+def is_refusal(exc: BaseException) -> bool:
+    """A refused request: our ``RequestError`` or the bundle's ``Gem3dInputError`` (matched by name: the bundle is
+    imported from its own folder, not as a package of the app)."""
+    return isinstance(exc, RequestError) or type(exc).__name__ == "Gem3dInputError"
+
+
 def _unwrap(exc: BaseException) -> RequestError | None:
     while exc is not None:
-        if isinstance(exc, RequestError) or type(exc).__name__ == "Gem3dInputError":
+        if is_refusal(exc):
             return exc
         exc = exc.__cause__ or exc.__context__
     return None

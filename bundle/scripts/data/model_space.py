@@ -204,8 +204,3 @@ def from_model_space(arr: np.ndarray, geom: Geometry, kind: str = "image") -> np
     ras = np.zeros(geom.ras_shape, np.float32)  # outside the kept box: background
     ras[x0:x1, y0:y1] = _resize(crop, [x1 - x0, y1 - y0, geom.ras_shape[2]], kind)
     return _orient_back(ras, np.asarray(geom.ras_affine), np.asarray(geom.affine))
-
-
-def model_spacing(geom: Geometry) -> tuple[float, float, float]:
-    """Voxel size (mm) of the model-space grid."""
-    return tuple(float(s) for s in geom.spacing)

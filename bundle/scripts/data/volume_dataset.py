@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from monai.data import Dataset
 
-from .model_space import model_spacing
 from .slices import load_volumes
 
 
@@ -20,7 +19,7 @@ def load_sources(sources, grid, num_labels: int, modality: str = "mri", limit=No
                     "image": case["image"][None].astype(np.float32),
                     "label": case["label"][None].astype(np.int64),
                     "id": case["id"],
-                    "spacing": np.asarray(model_spacing(case["geometry"]), np.float32),
+                    "spacing": np.asarray(case["geometry"].spacing, np.float32),
                 }
             )
     return cases

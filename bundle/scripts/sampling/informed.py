@@ -32,7 +32,8 @@ def _slice_at(image: np.ndarray, geom, position: float, index=None) -> tuple[np.
     volume's own grid, mapped onto the model grid. Returns the slice and the model-space index."""
     z_model = image.shape[2]
     if index is None:
-        return image[:, :, start_slice(z_model, position)], start_slice(z_model, position)
+        z = start_slice(z_model, position)
+        return image[:, :, z], z
     z_source = geom.ras_shape[2]
     if not 0 <= int(index) < z_source:
         raise Gem3dInputError(f"informed slice index {index} is outside the volume's {z_source} axial slices")

@@ -11,7 +11,7 @@ import time
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from ..server import RequestError, remove_when_request_ends
+from ..server import RequestError, is_refusal, remove_when_request_ends
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,13 @@ class SynthesisTask(InferTask):
         try:
             return self._run(request)
         except Exception as exc:
-            if upload and name and (isinstance(exc, RequestError) or type(exc).__name__ == "Gem3dInputError"):
+            if upload and name and is_refusal(exc):
                 # the message names the user's upload, not the server's temporary copy of it
                 raise RequestError(str(exc).replace(upload, f"upload {name!r}")) from exc
             raise
 
     def _run(self, request):
-        from scripts.io import load_nifti  # the bundle's package, on sys.path once the app has loaded the bundle
+        from scripts.data.datalist import nifti_shape  # the bundle's package, on sys.path once the app loaded it
 
         ds = self.datastore_fn()
         image_id = request["image_id"]
@@ -132,8 +132,7 @@ class SynthesisTask(InferTask):
                 raise RequestError(f"informed image {source!r} is not in the datastore")
             informed = {"mode": "file", "file": other, "slice": slice_}
         mask_path = self._mask_path(request, image_id)
-        mask_shape = tuple(load_nifti(mask_path, "mask", rank=None)[0].shape)
-        image_shape = tuple(load_nifti(image_path, "image", rank=None)[0].shape)
+        mask_shape, image_shape = nifti_shape(mask_path), nifti_shape(image_path)  # headers only: synthesis loads
         if mask_shape[:3] != image_shape[:3]:
             raise RequestError(f"the mask's shape {mask_shape} differs from image {image_id!r}'s shape {image_shape}")
         start = time.time()
