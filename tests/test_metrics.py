@@ -70,20 +70,23 @@ def test_radimagenet_loader_fails_clearly_offline(monkeypatch):
 
 
 def test_segmentation_scores_per_region_in_mm():
+    from scripts.data.label_set import BRATS
     from scripts.metrics.segmentation import mean_scores, region_scores
+
+    regions = BRATS.regions
 
     truth = np.zeros((24, 24, 24), np.int16)
     truth[4:20, 4:20, 4:20] = 1
     truth[8:14, 8:14, 8:14] = 2  # edema
     truth[10:12, 10:12, 10:12] = 4  # enhancing
-    same = region_scores(truth, truth, (1.0, 1.0, 1.0))
+    same = region_scores(truth, truth, regions, (1.0, 1.0, 1.0))
     assert same["whole_tumour"] == {"dice": 1.0, "hd95": 0.0} and same["enhancing"]["dice"] == 1.0
     assert same["tumour_core"] == {"dice": pytest.approx(1.0), "hd95": 0.0}  # core = core + enhancing
     moved = np.roll(truth, 2, axis=0)
-    mm1, mm2 = region_scores(moved, truth, (1.0, 1.0, 1.0)), region_scores(moved, truth, (2.0, 1.0, 1.0))
+    mm1, mm2 = region_scores(moved, truth, regions, (1, 1, 1)), region_scores(moved, truth, regions, (2, 1, 1))
     assert 0 < mm1["whole_tumour"]["dice"] < 1 and mm1["whole_tumour"]["hd95"] == pytest.approx(2.0)
     assert mm2["whole_tumour"]["hd95"] == pytest.approx(4.0)  # HD95 is in millimetres
-    missed = region_scores(np.where(truth == 4, 1, truth), truth)
+    missed = region_scores(np.where(truth == 4, 1, truth), truth, regions)
     assert missed["enhancing"]["dice"] == 0.0 and np.isnan(missed["enhancing"]["hd95"])
     mean = mean_scores([{"id": "a", **same}, {"id": "b", **missed}])
     assert mean["enhancing"]["dice"] == pytest.approx(0.5) and mean["enhancing"]["hd95_undefined"] == 1

@@ -79,7 +79,7 @@ def test_augmentation_changes_the_mask_and_is_recorded(tiny, tmp_path):
     synth.sampler.progress = False
     out = synth.synthesize(str(tmp_path / "mask.nii.gz"), 3, "c", informed={"mode": "ig"})
     aug = out["record"]["augmentation"]
-    assert {"flip_lr", "rotation_deg", "tumour_shift_fraction"} <= set(aug)
+    assert {"flip_lr", "rotation_deg", "lesion_shift_fraction"} <= set(aug)
     assert all(abs(d) <= 2.5 for d in aug["rotation_deg"])
     assert out["mask"].shape == (40, 28, 11)
     ct = build_synthesizer(tiny, augment="ct").augment

@@ -9,7 +9,6 @@ synthesis job) and ``metrics``. ``io`` writes NIfTI atomically with geometry; ``
 import os
 
 BUNDLE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABELS = {"background": 0, "brain": 1, "edema": 2, "necrotic_core": 3, "enhancing": 4}
 
 # Configs say ``$import scripts`` once and then use ``scripts.<sub>.<module>``: import the subpackages here.
 from . import (  # noqa: E402,F401

@@ -4,7 +4,7 @@ Each row is a training source: the real training set, the gem3d-enhanced set at 
 real + 3x, or another enhanced set (``"enhanced": datalist``, e.g. the mask-only baseline's reconstructions). For
 every row and seed, ``train_segmenter.json`` runs as its own ``monai.bundle`` job (same network, same number of
 training samples), and its final weights are scored on the real test set (Dice and HD95 per BraTS
-region). Writes downstream.json, downstream.md and a bar plot of mean and spread over seeds.
+region of the label set). Writes downstream.json, downstream.md and a bar plot of mean and spread over seeds.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import numpy as np
 from .data.datalist import read_datalist
 from .errors import Gem3dInputError
 from .io import save_figure, save_json, save_text
-from .metrics.segmentation import REGIONS
 
 
 def subset_datalist(enhanced: str, repeats: int, output: str, row: str) -> str:
@@ -97,7 +96,7 @@ def summarise(results: dict) -> dict:
     out = {}
     for name, per_seed in results.items():
         out[name] = {}
-        for region in REGIONS:
+        for region in next(iter(per_seed.values())):  # the regions the segmenter was scored on
             dice = [100 * s[region]["dice"] for s in per_seed.values()]
             hd = [s[region]["hd95"] for s in per_seed.values() if np.isfinite(s[region]["hd95"])]
             out[name][region] = {
@@ -110,13 +109,17 @@ def summarise(results: dict) -> dict:
     return out
 
 
+def _regions(summary: dict) -> list:
+    return list(next(iter(summary.values()))) if summary else []
+
+
 def _plot(summary: dict, output_dir: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, regions = list(summary), list(REGIONS)
+    names, regions = list(summary), _regions(summary)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
@@ -136,7 +139,7 @@ def _plot(summary: dict, output_dir: str) -> None:
 
 
 def _report(summary: dict, rows: dict, seeds: list, output_dir: str) -> None:
-    regions = list(REGIONS)
+    regions = _regions(summary)
     lines = [
         f"Segmenter (SegResNet, train_segmenter.json) per training source; mean ± std over seeds {seeds}.",
         "",

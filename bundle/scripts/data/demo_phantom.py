@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -19,12 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from tqdm import tqdm
 
 from ..errors import Gem3dInputError
-from ..io import save_json, save_nifti
-from ..preview import save_triplanar
+from .label_set import BRATS
 from .model_space import orient_ras
+from .phantom_dataset import write_dataset
 
 TEMPLATE_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -210,83 +208,23 @@ def build_demo_dataset(
     Returns the datalist path. An existing complete dataset with the same parameters is reused; a folder with other
     content is never overwritten unless ``overwrite`` is set.
     """
-    start = time.time()
     spec = {"num_train": int(num_train), "num_test": int(num_test), "size": [int(s) for s in size], "seed": int(seed)}
-    datalist_path = os.path.join(out_dir, "datalist.json")
-    if os.path.isfile(datalist_path) and not overwrite:
-        import json
 
-        with open(datalist_path) as f:
-            existing = json.load(f)
-        if existing.get("spec") == spec and all(
-            os.path.isfile(os.path.join(out_dir, item[k]))
-            for item in existing["training"] + existing["test"]
-            for k in ("image", "label")
-        ):
-            print(f"demo dataset already present at {out_dir} (same spec); reusing it")
-            return datalist_path
-        raise Gem3dInputError(
-            f"{out_dir} already holds a dataset with another spec ({existing.get('spec')}); "
-            "choose another dataset_dir or pass overwrite=True"
-        )
-    entries = {"training": [], "test": []}
-    stats = []
-    total = num_train + num_test
-    for i in tqdm(range(total), desc="demo patients", unit="patient"):
-        split = "training" if i < num_train else "test"
-        sub = "Tr" if split == "training" else "Ts"
-        pid = f"demo_{i:03d}"
-        patient = make_patient(size, seed=seed * 100003 + i)
-        img_rel, lab_rel = f"images{sub}/{pid}.nii.gz", f"labels{sub}/{pid}.nii.gz"
-        save_nifti(patient["image"], patient["affine"], os.path.join(out_dir, img_rel), overwrite, np.float32)
-        save_nifti(patient["label"], patient["affine"], os.path.join(out_dir, lab_rel), overwrite, np.uint8)
-        entries[split].append({"image": img_rel, "label": lab_rel, "id": pid})
-        brain = patient["label"] > 0
-        stats.append(
-            {
-                "id": pid,
-                "split": split,
-                **patient["params"],
-                "tumour_voxels": int((patient["label"] >= 2).sum()),
-                "intensity_brain_p1_p50_p99": np.percentile(patient["image"][brain], [1, 50, 99]).round(4).tolist(),
-            }
-        )
-        if i < previews:
-            save_triplanar(
-                os.path.join(out_dir, "previews", f"{pid}.png"),
-                patient["image"],
-                patient["label"],
-                title=f"{pid} ({patient['params']['tumours']} tumours)",
-                overwrite=overwrite,
-                affine=patient["affine"],
-            )
-    spacing = np.abs(np.diag(patient["affine"])[:3]).round(4).tolist()
-    tum = [s["tumour_voxels"] for s in stats]
-    summary = {
-        "patients": total,
-        "size": spec["size"],
-        "spacing_mm": spacing,
-        "tumour_voxels_min_max": [min(tum), max(tum)],
-        "tumour_volume_ml_min_max": [round(v * float(np.prod(spacing)) / 1000, 2) for v in (min(tum), max(tum))],
-        "seconds": round(time.time() - start, 1),
-    }
-    save_json({"summary": summary, "patients": stats}, os.path.join(out_dir, "statistics.json"), overwrite=True)
-    datalist = {
+    def patient(i: int) -> dict:
+        p = make_patient(size, seed=seed * 100003 + i)
+        return {**p, "title": f"demo_{i:03d} ({p['params']['tumours']} tumours)"}
+
+    header = {
         "name": "gem3d-demo",
         "description": "BraTS-like phantoms from the MNI ICBM152 2009a template (see docs/data_license.txt)",
         "modality": {"0": "FLAIR"},
-        "labels": {"0": "background", "1": "brain", "2": "edema", "3": "necrotic_core", "4": "enhancing"},
-        "spec": spec,
-        **entries,
     }
-    save_json(datalist, datalist_path, overwrite=True)
-    print(f"demo dataset: {total} patients at {spec['size']} in {summary['seconds']} s -> {datalist_path}")
-    print(f"tumour volume range (ml): {summary['tumour_volume_ml_min_max']}; previews in {out_dir}/previews")
-    return datalist_path
+    return write_dataset(out_dir, patient, spec, BRATS, header, "demo", previews, overwrite)
 
 
-def ensure_demo_dataset(dataset_dir: str, datalist: str) -> str:
-    """The main job's embedded default: build the default demo set if ``datalist`` is the (missing) demo datalist.
+def ensure_demo_dataset(dataset_dir: str, datalist: str, build=build_demo_dataset) -> str:
+    """The main job's embedded default: ``build`` the default demo set (brain; ``ct_phantom.build_ct_dataset`` for
+    the CT phantoms) if ``datalist`` is the (missing) demo datalist.
 
     A user datalist is never touched; a missing user datalist is an error.
     """
@@ -294,4 +232,4 @@ def ensure_demo_dataset(dataset_dir: str, datalist: str) -> str:
         return datalist
     if os.path.abspath(datalist) != os.path.abspath(os.path.join(dataset_dir, "datalist.json")):
         raise Gem3dInputError(f"datalist not found: {datalist}")
-    return build_demo_dataset(dataset_dir)
+    return build(dataset_dir)

@@ -16,6 +16,7 @@ import torch
 
 from ..data.conditioning import mask_to_latent_grid
 from ..data.datalist import check_label_values, read_datalist
+from ..data.label_set import LabelSet
 from ..data.mask_augment import AugmentSettings, augment_mask
 from ..data.model_space import ModelGrid, from_model_space, to_model_space
 from ..errors import Gem3dInputError
@@ -34,7 +35,7 @@ class Synthesizer:
         self,
         model,
         grid: ModelGrid,
-        num_labels: int,
+        labels: LabelSet,
         modality: str = "mri",
         latent_channels: int = 4,
         window: int = SamplerSettings.window,
@@ -44,7 +45,7 @@ class Synthesizer:
         position: float = 0.5,
         informed: dict | None = None,
         augment: str = "none",
-        zero_background: bool = True,
+        zero_background: bool | None = None,
         progress: bool = True,
         inpaint: bool = True,
         precision: str = SamplerSettings.precision,
@@ -54,7 +55,8 @@ class Synthesizer:
         self.model = model
         self.cfg = {
             "grid": grid,
-            "num_labels": int(num_labels),
+            "labels": labels,
+            "num_labels": labels.num_labels,
             "modality": modality,
             "latent_channels": int(latent_channels),
         }
@@ -76,7 +78,8 @@ class Synthesizer:
         self.position = float(position)
         self.informed = dict(informed or {"mode": "ic"})
         self.augment = AugmentSettings.preset(augment) if isinstance(augment, str) else augment
-        self.zero_background = bool(zero_background)
+        # zeroing outside the mask is right only where the mask's foreground is the whole anatomy (a brain mask)
+        self.zero_background = labels.covers_anatomy if zero_background is None else bool(zero_background)
         self.sampler = PropagationSampler(model.window_net, model.scheduler, self.settings, progress=progress)
 
     @property
@@ -154,7 +157,7 @@ class Synthesizer:
         grid_note = _check_extent(mask_path, geom, self.cfg["grid"], self.settings.window)
         aug_params = {"settings": asdict(self.augment)}
         if self.augment.flip or self.augment.max_rotation_deg > 0 or self.augment.max_shift_fraction > 0:
-            mask_ms, aug_params = augment_mask(mask_ms, self.augment, rng)
+            mask_ms, aug_params = augment_mask(mask_ms, self.augment, rng, self.cfg["labels"])
             mask_used = from_model_space(mask_ms, geom, "label").astype(np.int16)
         else:
             mask_used = mask
@@ -211,7 +214,13 @@ class Synthesizer:
         save_nifti(result["image"], result["affine"], paths["image"], overwrite, np.float32)
         save_nifti(result["mask"], result["affine"], paths["label"], overwrite, np.int16)
         save_triplanar(
-            paths["preview"], result["image"], result["mask"], title=name, overwrite=overwrite, affine=result["affine"]
+            paths["preview"],
+            result["image"],
+            result["mask"],
+            title=name,
+            overwrite=overwrite,
+            affine=result["affine"],
+            focus=self.cfg["labels"].focus,
         )
         save_json({**result["record"], "outputs": paths}, paths["record"], overwrite)
         return paths
@@ -323,6 +332,7 @@ def run_datalist(
                 {
                     "name": "gem3d-enhanced",
                     "source_datalist": os.path.abspath(datalist),
+                    **synth.cfg["labels"].as_dict(),
                     "repeats": int(repeats),
                     "training": entries,
                 },
