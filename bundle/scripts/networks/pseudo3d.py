@@ -7,12 +7,10 @@ unchanged. Both layers are zero-initialised: stage 2 starts exactly at stage 1's
 
 from __future__ import annotations
 
-import math
-
 import torch
 from einops import rearrange
 from monai.networks.blocks import SpatialAttentionBlock
-from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, get_timestep_embedding
 from torch import nn
 
 
@@ -40,12 +38,10 @@ class TemporalConv(nn.Module):
 
 
 def _slice_positions(n: int, dim: int, device, dtype) -> torch.Tensor:
-    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None]
-    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
-    emb = torch.zeros(n, dim, device=device)
-    emb[:, 0::2] = torch.sin(pos * freq)
-    emb[:, 1::2] = torch.cos(pos * freq[: emb[:, 1::2].shape[1]])
-    return emb.to(dtype)
+    """Sinusoidal slice positions from MONAI's timestep table, laid out as the trained weights expect: sine and cosine
+    of each frequency side by side (MONAI puts all cosines first)."""
+    emb = get_timestep_embedding(torch.arange(n, device=device), dim)  # (n, [cos f0 .. cos f_h-1, sin f0 ..])
+    return rearrange(emb.view(n, 2, dim // 2).flip(1), "n two h -> n (h two)").to(dtype)
 
 
 class TemporalAttention(nn.Module):
