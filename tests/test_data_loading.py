@@ -6,7 +6,8 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from scripts.data.datalist import brats_datalist, load_case, read_datalist
+from scripts.data.datalist import load_case, read_datalist, write_brats_datalist
+from scripts.data.label_set import BRATS, from_datalist
 from scripts.data.model_space import ModelGrid, from_model_space, normalise_intensity, orient_ras, to_model_space
 from scripts.errors import Gem3dInputError
 from scripts.io import save_nifti
@@ -167,11 +168,12 @@ def test_msd_task01_folder_is_read_with_flair_and_mapped_labels(tmp_path):
         "test": [],
     }
     (task / "dataset.json").write_text(json.dumps(meta))
-    train = brats_datalist(str(tmp_path), "training", val_frac=0.2)
-    val = brats_datalist(str(tmp_path), "validation", val_frac=0.2)
-    assert len(train) == 4 and len(val) == 1
+    out = write_brats_datalist(str(tmp_path), str(tmp_path / "gem3d_brats.json"), val_frac=0.2)
+    datalist = read_datalist(out, ("training", "test"))
+    train, test = datalist["training"], datalist["test"]
+    assert len(train) == 4 and len(test) == 1 and from_datalist(out) == BRATS
     case = load_case(train[0], ModelGrid(12, (1.0, 1.0, 2.0)), num_labels=5)
     assert set(np.unique(case["label"])) == {0, 1, 2, 4}  # brain from FLAIR > 0, edema 1->2, enhancing 3->4
     assert case["image"].max() <= 1.0 and case["image"][case["label"] == 0].max() == 0
     with pytest.raises(Gem3dInputError, match="dataset.json not found"):
-        brats_datalist(str(tmp_path / "elsewhere"))
+        write_brats_datalist(str(tmp_path / "elsewhere"), str(tmp_path / "x.json"))

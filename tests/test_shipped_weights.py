@@ -49,7 +49,7 @@ def test_shipped_model_synthesizes_a_brain(tmp_path):
     p = make_patient((64, 64, 64), seed=999)  # a patient not in the demo set
     save_nifti(p["label"], p["affine"], str(tmp_path / "mask.nii.gz"))
     save_nifti(p["image"], p["affine"], str(tmp_path / "image.nii.gz"))
-    synth = parser_with({"steps": 20}).get_parsed_content("inferer")
+    synth = parser_with({"steps": 20}).get_parsed_content("synthesizer")
     synth.sampler.progress = False
     out = synth.synthesize(
         str(tmp_path / "mask.nii.gz"), 0, "c", image_path=str(tmp_path / "image.nii.gz"), informed={"mode": "true"}
@@ -88,9 +88,10 @@ def test_any_spacing_round_trips_with_geometry_and_through_plane_structure(tmp_p
     from scripts.data.model_space import to_model_space
     from scripts.io import save_nifti
     from scripts.metrics.consistency import gradient_anisotropy
+    from scripts.sampling.results import write_result
 
     p = make_patient((64, 64, 64), seed=998)
-    synth = parser_with({"steps": 10}).get_parsed_content("inferer")
+    synth = parser_with({"steps": 10}).get_parsed_content("synthesizer")
     synth.sampler.progress = False
     grid = synth.cfg["grid"]
     extent = np.asarray(p["label"].shape) * np.abs(np.diag(p["affine"])[:3])
@@ -109,7 +110,7 @@ def test_any_spacing_round_trips_with_geometry_and_through_plane_structure(tmp_p
         save_nifti(label, aff, path)
         out = synth.synthesize(path, 0, name, informed={"mode": "ig"})
         assert out["image"].shape == label.shape and (out["image"][label == 0] == 0).all()
-        written = synth.write(out, str(tmp_path / "out"), name)
+        written = write_result(out, str(tmp_path / "out"), name)
         img = nib.load(written["image"])
         np.testing.assert_allclose(img.affine, aff, atol=1e-5)
         np.testing.assert_allclose(img.header.get_zooms(), nib.load(path).header.get_zooms(), atol=1e-5)

@@ -15,12 +15,9 @@ TINY_OVERRIDES = {
     "steps": 3,
     "autoencoder_def#channels": [8, 8, 8],
     "autoencoder_def#norm_num_groups": 4,
-    "window_unet_def#unet#channels": [16, 16, 16],
-    "window_unet_def#unet#norm_num_groups": 8,
-    "window_unet_def#unet#num_head_channels": 8,
-    "informed_unet_def#unet#channels": [16, 16, 16],
-    "informed_unet_def#unet#norm_num_groups": 8,
-    "informed_unet_def#unet#num_head_channels": 8,
+    "unet_blocks#channels": [16, 16, 16],
+    "unet_blocks#norm_num_groups": 8,
+    "unet_blocks#num_head_channels": 8,
 }
 
 
@@ -55,4 +52,4 @@ def make_tiny_model(model_dir: str, dataset_dir: str) -> dict:
 
 def build_synthesizer(overrides: dict, **extra):
     parser = parser_with({**overrides, **extra})
-    return parser.get_parsed_content("inferer")
+    return parser.get_parsed_content("synthesizer")

@@ -29,7 +29,7 @@ class MyApp(MONAILabelApp):
     def __init__(self, app_dir, studies, conf):
         self.parser = load_bundle(conf.get("bundle"), conf.get("overrides"))
         self.repeats = int(conf.get("repeats", 1))
-        self.synthesizer = self.parser.get_parsed_content("inferer")
+        self.synthesizer = self.parser.get_parsed_content("synthesizer")
         self.synthesizer.sampler.progress = False
         meta = self.parser.get("_meta_", {})
         super().__init__(

@@ -6,21 +6,29 @@ Subpackages: ``data`` (demo phantoms, datalists, intensity normalisation, mask a
 synthesis job) and ``metrics``. ``io`` writes NIfTI atomically with geometry; ``preview`` draws tri-planar PNGs.
 """
 
+import importlib
 import os
 
 BUNDLE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Configs say ``$import scripts`` once and then use ``scripts.<sub>.<module>``: import the subpackages here.
-from . import (  # noqa: E402,F401
-    benchmark,
-    data,
-    downstream,
-    engines,
-    evaluate,
-    io,
-    metrics,
-    networks,
-    precision,
-    preview,
-    sampling,
-)
+
+def lazy_submodules(package: str):
+    """A module ``__getattr__`` that imports ``<package>.<name>`` on first use.
+
+    Configs say ``$import scripts`` once and then use ``scripts.<sub>.<module>``; with this, that import costs
+    nothing and runs no submodule's import-time code until a config (or the app) asks for it."""
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{name}":
+                raise
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return __getattr__
+
+
+__getattr__ = lazy_submodules(__name__)

@@ -7,6 +7,7 @@ Prints a table and writes JSON. Figures, not assertions: this is a benchmark, no
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import resource
 import tempfile
@@ -21,6 +22,9 @@ from .data.demo_phantom import make_patient
 from .data.model_space import ModelGrid
 from .io import save_json, save_nifti
 from .precision import cpu_features, cpu_summary
+from .sampling.results import write_result
+
+logger = logging.getLogger(__name__)
 
 
 class _CountingNet(torch.nn.Module):
@@ -84,7 +88,7 @@ def forward_variants(net, channels: int, window: int, latent: int, variants, rep
                 call()
         ms = (time.perf_counter() - start) / repeats * 1000
         out[name] = {"ms_per_forward": round(ms, 1), "relative_error_vs_fp32": round(err, 5), **extra}
-        print(f"forward {name}: {out[name]}", flush=True)
+        logger.info(f"forward {name}: {out[name]}")
     return out
 
 
@@ -138,7 +142,7 @@ def run_benchmark(
     """
     model = synth.model
     rows = []
-    print(f"CPU: {cpu_summary()}", flush=True)
+    logger.info(f"CPU: {cpu_summary()}")
     counting = _CountingNet(model.window_net)
     synth.sampler.progress = False
     trained = synth.cfg["grid"]
@@ -174,7 +178,7 @@ def run_benchmark(
                     start = time.perf_counter()
                     result = synth.synthesize(mask_path, seed, "bench", informed={"mode": "ig"})
                     t_io = time.perf_counter()
-                    synth.write(result, os.path.join(tmp, "out"), f"b_{len(rows)}", overwrite=True)
+                    write_result(result, os.path.join(tmp, "out"), f"b_{len(rows)}", overwrite=True)
                     io_s = time.perf_counter() - t_io
                     total = time.perf_counter() - start
                 model.decode = decode
@@ -192,7 +196,7 @@ def run_benchmark(
                     "peak_rss_mb": round(_peak_rss_mb(), 0),
                 }
                 rows.append(row)
-                print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+                logger.info(" | ".join(f"{k}={v}" for k, v in row.items()))
     synth.cfg["grid"] = trained
     net = model.window_net
     latent = model.latent_shape(trained.size)[-1]
@@ -205,12 +209,11 @@ def run_benchmark(
         same = [r for r in rows if r["size"] == list(peer["size"])]
         for r in same:
             r["peer_ratio"] = round(peer_row["projected_s_per_volume"] / r["seconds_per_volume"], 1)
-        print(" | ".join(f"{k}={v}" for k, v in {"peer": "3D LDM", **peer_row}.items()), flush=True)
+        logger.info(" | ".join(f"{k}={v}" for k, v in {"peer": "3D LDM", **peer_row}.items()))
         for r in same:
-            print(
+            logger.info(
                 f"gem3d {r['solver']} {r['steps']} steps {r['precision']}: {r['seconds_per_volume']} s/volume, "
                 f"peer {peer_row['projected_s_per_volume']} s: {r['peer_ratio']}x faster",
-                flush=True,
             )
     save_json(
         {

@@ -10,13 +10,16 @@ region of the label set). Writes downstream.json, downstream.md and a bar plot o
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
 
 from .data.datalist import read_datalist
 from .errors import Gem3dInputError
-from .io import save_figure, save_json, save_text
+from .io import new_figure, save_figure, save_json, save_text
+
+logger = logging.getLogger(__name__)
 
 
 def subset_datalist(enhanced: str, repeats: int, output: str, row: str) -> str:
@@ -72,7 +75,7 @@ def run_study(
             run_dir = os.path.join(output_dir, name, f"seed{seed}")
             scores_file = os.path.join(run_dir, "segmenter", "test_scores.json")
             if not os.path.isfile(scores_file):
-                print(f"downstream: training on {name} (seed {seed})", flush=True)
+                logger.info(f"downstream: training on {name} (seed {seed})")
                 run(
                     config_file=config_files,
                     seg_sources=src,
@@ -114,13 +117,8 @@ def _regions(summary: dict) -> list:
 
 
 def _plot(summary: dict, output_dir: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names, regions = list(summary), _regions(summary)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = new_figure(1, 2, figsize=(11, 3.8))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         x = np.arange(len(regions)) + i * width
@@ -135,7 +133,6 @@ def _plot(summary: dict, output_dir: str) -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, os.path.join(output_dir, "downstream.png"), overwrite=True)
-    plt.close(fig)
 
 
 def _report(summary: dict, rows: dict, seeds: list, output_dir: str) -> None:

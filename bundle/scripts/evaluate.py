@@ -14,27 +14,26 @@ correlation with any training volume). Writes metrics.json, report.md and plots.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .data.slices import load_volumes
+from .data.volume_dataset import load_sources
+from .errors import Gem3dInputError
+from .io import new_figure, save_figure, save_json, save_text
+from .metrics.consistency import consistency, relative_to
+from .metrics.features import EncoderFeatures
+from .metrics.fid import features_per_plane, fid_per_plane
+from .metrics.fidelity import nearest_training_similarity, pairwise_ms_ssim, slice_fidelity
+from .metrics.segmentation import score_volumes
+from .networks.weights import load_weights
+from .preview import triplanar_figure
+from .sampling.enhance import run_datalist
 
-from .data.latent_cache import load_weights  # noqa: E402
-from .data.slices import load_volumes  # noqa: E402
-from .data.volume_dataset import load_sources  # noqa: E402
-from .errors import Gem3dInputError  # noqa: E402
-from .io import save_figure, save_json, save_text  # noqa: E402
-from .metrics.consistency import consistency, relative_to  # noqa: E402
-from .metrics.features import EncoderFeatures  # noqa: E402
-from .metrics.fid import features_per_plane, fid_per_plane  # noqa: E402
-from .metrics.fidelity import nearest_training_similarity, pairwise_ms_ssim, slice_fidelity  # noqa: E402
-from .metrics.segmentation import score_volumes  # noqa: E402
-from .preview import triplanar_figure  # noqa: E402
-from .sampling.synthesize import run_datalist  # noqa: E402
+logger = logging.getLogger(__name__)
 
 DEFAULT_ROWS = {
     "gem3d_ic": {"informed": {"mode": "ic"}},
@@ -107,7 +106,9 @@ def evaluate(
         judge = load_weights(segmenter, segmenter_file, "segmenter", synth.model.device)
         results["real_test_mask_adherence"] = _adherence(judge, [[datalist, "test"]], cfg, synth.model.device, limit)
     elif segmenter is not None:
-        print(f"no segmenter weights at {segmenter_file}: mask adherence is left out (run train_segmenter.json)")
+        logger.warning(
+            f"no segmenter weights at {segmenter_file}: mask adherence is left out (run train_segmenter.json)"
+        )
     previews, skipped = {}, {}
     for name, row in rows.items():
         folder = os.path.join(output_dir, name)
@@ -118,7 +119,7 @@ def evaluate(
                 alt = networks[row["network"]]
                 if not os.path.isfile(alt["file"]):
                     skipped[name] = f"no weights at {alt['file']}"
-                    print(f"row {name} skipped: {skipped[name]}", flush=True)
+                    logger.warning(f"row {name} skipped: {skipped[name]}")
                     continue
                 network = load_weights(
                     alt["network"], alt["file"], f"{row['network']} window model", synth.model.device
@@ -157,7 +158,7 @@ def evaluate(
             metrics.update(_adherence(judge, sources, cfg, synth.model.device))
         results[name] = metrics
         previews[name] = (vols[0], cases[0]["label"])
-        print(name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}, flush=True)
+        logger.info("%s %s", name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()})
     real_near = [
         nearest_training_similarity(c["image"], [t["image"] for t in train])["nearest_training_corr"] for c in test
     ]
@@ -186,7 +187,7 @@ def _adherence(judge, sources, cfg: dict, device, limit=None) -> dict:
 
 def _plots(results: dict, previews: dict, real_case: dict, output_dir: str, focus) -> None:
     names = [k for k in results if isinstance(results[k], dict) and "fid_a" in results[k]]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig, axes = new_figure(1, 2, figsize=(12, 3.8))
     x = np.arange(len(names))
     for i, plane in enumerate(("fid_a", "fid_c", "fid_s")):
         axes[0].bar(x + (i - 1) * 0.27, [results[n][plane] for n in names], 0.27, label=plane)
@@ -199,12 +200,10 @@ def _plots(results: dict, previews: dict, real_case: dict, output_dir: str, focu
     axes[1].tick_params(axis="x", labelrotation=25, labelsize=8)
     fig.tight_layout()
     save_figure(fig, os.path.join(output_dir, "metrics.png"), overwrite=True)
-    plt.close(fig)
     # every preview with the mask it was generated from: the same planes (centred on the tumour) and outlines
     for name, (vol, mask) in [("real", (real_case["image"], real_case["label"])), *previews.items()]:
         f = triplanar_figure(vol, mask, title=name, focus=focus)
         save_figure(f, os.path.join(output_dir, "previews", f"{name}.png"), overwrite=True)
-        plt.close(f)
 
 
 def _report(results: dict, output_dir: str, regions: list) -> None:

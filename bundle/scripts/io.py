@@ -111,6 +111,15 @@ def save_text(text: str, path: str, overwrite: bool = False) -> str:
     return _atomic_write(path, overwrite, ".txt", write)
 
 
+def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6.0, 4.0), **kwargs):
+    """A figure and its axes drawn without pyplot: no matplotlib backend is chosen or switched, so a host process
+    (the MONAI Label server, a notebook) keeps its own; nothing needs closing."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def save_figure(fig, path: str, overwrite: bool = False, dpi: int = 100) -> str:
     """Save a matplotlib figure atomically as PNG."""
     return _atomic_write(

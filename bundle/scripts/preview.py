@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # previews are written by jobs and servers without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .io import save_figure  # noqa: E402
+from .io import new_figure, save_figure
 
 _LABEL_COLOURS = ["#4da6ff", "#ffd11a", "#ff4d4d", "#66ff66", "#ff66ff", "#66ffff", "#ff9933", "#b3b3ff"]
 
@@ -49,7 +45,7 @@ def triplanar_figure(image, mask=None, title: str = "", centre=None, spacing=(1.
     image = np.asarray(image, dtype=np.float32)
     centre = centre or _centre(mask, image.shape, focus)
     lo, hi = window or (np.percentile(image, [0.5, 99.5]) if image.size else (0.0, 1.0))
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+    fig, axes = new_figure(1, 3, figsize=(9, 3.4))
     img_planes = _planes(image, centre)
     mask_planes = [p for _, p in _planes(np.asarray(mask), centre)] if mask is not None else [None] * 3
     for ax, (name, plane), mplane, aspect in zip(axes, img_planes, mask_planes, aspects):
@@ -70,7 +66,4 @@ def save_triplanar(
     """Write a tri-planar preview PNG (atomically) and return its path; ``affine`` gives the voxel spacing."""
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0) if affine is not None else (1.0, 1.0, 1.0)
     fig = triplanar_figure(image, mask, title, spacing=spacing, focus=focus, window=window)
-    try:
-        return save_figure(fig, path, overwrite=overwrite)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, overwrite=overwrite)

@@ -1,16 +1,5 @@
-"""Data: demo phantoms, datalists and validation, volume preprocessing, conditions, latent cache, windows."""
+"""Data: demo and CT phantoms, datalists and label sets, model space, mask augmentation, latent cache, windows."""
 
-from . import (  # noqa: F401
-    conditioning,
-    ct_phantom,
-    datalist,
-    demo_phantom,
-    label_set,
-    latent_cache,
-    mask_augment,
-    model_space,
-    phantom_dataset,
-    slices,
-    volume_dataset,
-    windows,
-)
+from .. import lazy_submodules
+
+__getattr__ = lazy_submodules(__name__)

@@ -1,7 +1,8 @@
 """Datalists (MSD style) and their validation; loading of cases into model space.
 
-Any MSD-style ``dataset.json`` / ``datalist.json`` works (``training`` / ``test`` lists of ``{"image", "label"}``).
-MSD Task01 BrainTumour is read through ``monai.apps.DecathlonDataset`` (FLAIR channel, labels mapped to gem3d's).
+Any MSD-style ``dataset.json`` / ``datalist.json`` works (``training`` / ``test`` lists of ``{"image", "label"}``),
+read by MONAI's ``load_decathlon_datalist``. MSD Task01 BrainTumour gets a datalist of its own
+(``write_brats_datalist``: FLAIR channel, labels mapped to gem3d's BraTS label set).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Sequence
 
 import nibabel as nib
 import numpy as np
+from monai.data import check_missing_files, load_decathlon_datalist
 
 from ..errors import Gem3dInputError
-from ..io import load_nifti
+from ..io import load_nifti, save_json
+from .label_set import BRATS
 from .model_space import ModelGrid, normalise_intensity, to_model_space
 
 # MSD Task01 labels (1 edema, 2 non-enhancing tumour, 3 enhancing) -> gem3d (2 edema, 3 core, 4 enhancing).
@@ -22,35 +25,33 @@ BRATS_LABEL_MAP = {1: 2, 2: 3, 3: 4}
 
 
 def read_datalist(path: str, sections: Sequence[str] = ("training",), base_dir: str | None = None) -> dict:
-    """Read an MSD-style datalist; return ``{section: [items with absolute paths]}``. Checks every file exists."""
+    """Read an MSD-style datalist (MONAI's ``load_decathlon_datalist``); return ``{section: [items]}`` with absolute
+    paths, one path per key (the first of a list) and an ``id``. Every file is checked (``check_missing_files``)."""
     if not os.path.isfile(path):
         raise Gem3dInputError(f"datalist not found: {path}")
-    try:
-        with open(path) as f:
-            content = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise Gem3dInputError(f"datalist {path} is not valid JSON: {exc}") from exc
-    base = base_dir or os.path.dirname(os.path.abspath(path))
     out = {}
     for section in sections:
-        items = content.get(section)
+        try:
+            items = load_decathlon_datalist(path, True, section, base_dir)
+        except json.JSONDecodeError as exc:
+            raise Gem3dInputError(f"datalist {path} is not valid JSON: {exc}") from exc
+        except (ValueError, IndexError):  # no such section, or an empty MSD test list
+            items = []
+        except TypeError as exc:
+            raise Gem3dInputError(f"datalist {path} section '{section}': {exc}") from exc
         if not items:
             raise Gem3dInputError(f"datalist {path} has no or an empty '{section}' list")
-        resolved = []
-        for i, item in enumerate(items):
-            if isinstance(item, str):
-                item = {"image": item}
-            entry = dict(item)
-            for key in ("image", "label"):
-                if key in entry:
-                    p = entry[key][0] if isinstance(entry[key], list) else entry[key]
-                    p = p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
-                    if not os.path.isfile(p):
-                        raise Gem3dInputError(f"datalist {path}: {section}[{i}] {key} file not found: {p}")
-                    entry[key] = p
-            entry.setdefault("id", _case_id(entry.get("image") or entry.get("label")))
-            resolved.append(entry)
-        out[section] = resolved
+        items = [
+            {k: v[0] if k in ("image", "label") and isinstance(v, list) else v for k, v in it.items()} for it in items
+        ]
+        missing = check_missing_files(items, ("image", "label"), allow_missing_keys=True)
+        if missing:
+            raise Gem3dInputError(
+                f"datalist {path} section '{section}': file not found: {missing[0]} ({len(missing)} missing)"
+            )
+        for item in items:
+            item.setdefault("id", _case_id(item.get("image") or item.get("label")))
+        out[section] = items
     return out
 
 
@@ -62,8 +63,10 @@ def _case_id(path: str) -> str:
     return name
 
 
-def brats_datalist(root_dir: str, section: str = "training", val_frac: float = 0.2, seed: int = 0) -> list[dict]:
-    """Items of MSD Task01 BrainTumour (already downloaded under ``root_dir``), via ``DecathlonDataset``."""
+def write_brats_datalist(root_dir: str, output: str, val_frac: float = 0.2, seed: int = 0) -> str:
+    """Write a gem3d datalist for MSD Task01 BrainTumour (already downloaded under ``root_dir``, read through MONAI's
+    ``DecathlonDataset``): the FLAIR channel, MSD labels mapped to gem3d's BraTS label set (brain = non-zero FLAIR),
+    the validation split as the test section. Returns ``output``."""
     from monai.apps import DecathlonDataset
 
     task_dir = os.path.join(root_dir, "Task01_BrainTumour")
@@ -72,23 +75,18 @@ def brats_datalist(root_dir: str, section: str = "training", val_frac: float = 0
             f"{task_dir}/dataset.json not found: download MSD Task01 (monai.apps.DecathlonDataset(download=True)) "
             "on a machine with internet access, then point dataset_dir at its parent folder"
         )
-    ds = DecathlonDataset(
-        root_dir,
-        task="Task01_BrainTumour",
-        section=section,
-        download=False,
-        val_frac=val_frac,
-        seed=seed,
-        cache_rate=0.0,
-        num_workers=0,
-        transform=(),
-    )
-    items = []
-    for entry in ds.data:
-        items.append({**entry, "id": _case_id(entry["image"]), "channel": 0, "label_map": BRATS_LABEL_MAP})
-    if not items:
-        raise Gem3dInputError(f"{task_dir} holds no {section} cases")
-    return items
+    sections = {}
+    for section, name in (("training", "training"), ("validation", "test")):
+        ds = DecathlonDataset(
+            root_dir, "Task01_BrainTumour", section, download=False, val_frac=val_frac, seed=seed, cache_rate=0.0
+        )
+        sections[name] = [
+            {**entry, "id": _case_id(entry["image"]), "channel": 0, "label_map": BRATS_LABEL_MAP} for entry in ds.data
+        ]
+        if not sections[name]:
+            raise Gem3dInputError(f"{task_dir} holds no {section} cases")
+    content = {"name": "MSD Task01 BrainTumour (FLAIR) for gem3d", **BRATS.as_dict(), **sections}
+    return save_json(content, output, overwrite=False)
 
 
 def check_label_values(label: np.ndarray, num_labels: int, path: str) -> None:
@@ -134,6 +132,16 @@ def load_case(
     out["image"], geom = to_model_space(image, affine, grid, "image")
     out.setdefault("geometry", geom)
     return out
+
+
+def read_mask(path: str, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D label map and its affine, checked against the label set; an empty mask is refused."""
+    mask, affine = load_nifti(path, "mask", rank=3)
+    mask = np.asarray(mask)
+    check_label_values(mask, num_labels, path)
+    if not (mask > 0).any():
+        raise Gem3dInputError(f"mask {path} is empty (all background): nothing to synthesize")
+    return mask.astype(np.int16), affine
 
 
 def nifti_shape(path: str) -> tuple:

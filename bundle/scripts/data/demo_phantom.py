@@ -13,7 +13,6 @@ import functools
 import os
 from dataclasses import dataclass
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,18 +22,6 @@ from ..errors import Gem3dInputError
 from .label_set import BRATS
 from .model_space import orient_ras
 from .phantom_dataset import write_dataset
-
-TEMPLATE_FILES = {
-    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
-    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
-    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
-}
-
-
-def template_dir() -> str:
-    import nilearn
-
-    return os.path.join(os.path.dirname(nilearn.__file__), "datasets", "data")
 
 
 @dataclass
@@ -47,16 +34,15 @@ class Template:
 @functools.lru_cache(maxsize=1)
 def load_template() -> Template:
     """Load the template's tissue maps, derive CSF and the brain hull, crop to the head."""
-    folder = template_dir()
+    try:  # nilearn's own loaders read the templates it ships (offline), each scaled to [0, 1]
+        from nilearn.datasets import load_mni152_gm_template, load_mni152_template, load_mni152_wm_template
+    except ImportError as exc:
+        raise Gem3dInputError(f"the demo data needs nilearn's MNI templates: {exc}") from exc
     maps = {}
     affine = None
-    for key, name in TEMPLATE_FILES.items():
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            raise Gem3dInputError(f"MNI template file {path} is missing: reinstall nilearn (the demo data needs it)")
-        img = nib.load(path)
-        data, affine = orient_ras(np.asarray(img.dataobj, dtype=np.float32) / 255.0, img.affine)
-        maps[key] = data
+    for key, load in (("t1", load_mni152_template), ("gm", load_mni152_gm_template), ("wm", load_mni152_wm_template)):
+        img = load(resolution=1)
+        maps[key], affine = orient_ras(np.asarray(img.dataobj, dtype=np.float32), img.affine)
     gm, wm, t1 = maps["gm"], maps["wm"], maps["t1"]
     # The template is skull-stripped-ish; the intracranial hull is tissue plus the CSF spaces it encloses.
     hull = ndimage.binary_closing((gm + wm) > 0.15, iterations=4)

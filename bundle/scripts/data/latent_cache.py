@@ -17,6 +17,8 @@ from tqdm import tqdm
 
 from ..errors import Gem3dInputError
 from ..io import save_json
+from ..networks.latents import encode_slices
+from ..networks.weights import load_weights
 from .conditioning import mask_to_latent_grid
 from .model_space import ModelGrid, write_model_grid
 from .slices import load_volumes
@@ -43,33 +45,6 @@ def file_md5(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def load_autoencoder(network: torch.nn.Module, weights: str, device="cpu") -> torch.nn.Module:
-    """Load autoencoder weights; a clear error if the file is missing or does not fit the declared network."""
-    return load_weights(network, weights, "autoencoder", device)
-
-
-def load_weights(network: torch.nn.Module, weights: str, what: str, device="cpu", strict=True) -> torch.nn.Module:
-    if not os.path.isfile(weights):
-        raise Gem3dInputError(f"{what} weights not found: {weights} (train them first, see bundle/docs/README.md)")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    try:
-        network.load_state_dict(state, strict=strict)
-    except RuntimeError as exc:
-        raise Gem3dInputError(f"{what} weights {weights} do not match the network the config declares: {exc}") from exc
-    return network.to(device).eval()
-
-
-@torch.no_grad()
-def encode_slices(autoencoder, image: np.ndarray, device, batch: int = 64) -> torch.Tensor:
-    """(S, S, Z) image -> (Z, C, h, w) posterior-mean latents, encoded in bounded batches."""
-    vol = torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, 2, 0)))[:, None].float()
-    out = []
-    for i in range(0, vol.shape[0], batch):
-        mu, _ = autoencoder.encode(vol[i : i + batch].to(device))
-        out.append(mu.cpu())
-    return torch.cat(out)
 
 
 def load_or_build(
@@ -101,12 +76,12 @@ def load_or_build(
     if os.path.isfile(path):
         cache = torch.load(path, map_location="cpu", weights_only=False)
     else:
-        ae = load_autoencoder(autoencoder, autoencoder_file, device)
+        ae = load_weights(autoencoder, autoencoder_file, "autoencoder", device)
         cases = []
         for case in tqdm(
             load_volumes(datalist, section, grid, num_labels, modality, limit), desc=f"encoding {section}"
         ):
-            latent = encode_slices(ae, case["image"], device)
+            latent = encode_slices(ae, np.moveaxis(case["image"], 2, 0), device, batch=64)
             mask = torch.from_numpy(np.moveaxis(case["label"], 2, 0).copy())
             cases.append(
                 {
@@ -122,7 +97,7 @@ def load_or_build(
         torch.save(cache, tmp)
         os.replace(tmp, path)
     if scale_file and section == "training":
-        save_json({"scale": cache["scale"], "autoencoder_md5": file_md5(autoencoder_file)}, scale_file, overwrite=True)
+        save_json({"scale": cache["scale"]}, scale_file, overwrite=True)
     if grid_file and section == "training":
         write_model_grid(grid, cache["cases"], grid_file)
     return cache

@@ -15,6 +15,7 @@ spacing or to a size, not to "a spacing, unless the field of view then exceeds S
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from monai.transforms.utils import generate_spatial_bounding_box
 
 from ..errors import Gem3dInputError
 from ..io import save_json
+
+logger = logging.getLogger(__name__)
 
 _AXIS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # nibabel's axis codes: affines here are world RAS+ (NIfTI)
 
@@ -79,7 +82,7 @@ def target_spacing(grid_file: str, datalist: str, section: str = "training") -> 
         size[ras_axis] = nib.affines.voxel_sizes(affine)
         sizes.append(size)
     spacing = [float(s) for s in np.median(np.asarray(sizes), axis=0)]
-    print(f"gem3d: no model grid at {grid_file}; target spacing {spacing} mm (median of {datalist} {section})")
+    logger.info(f"no model grid at {grid_file}; target spacing {spacing} mm (median of {datalist} {section})")
     return spacing
 
 

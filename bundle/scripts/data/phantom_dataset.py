@@ -4,6 +4,7 @@ statistics. Shared by the brain demo (``demo_phantom``) and the CT phantoms (``c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Callable
@@ -15,6 +16,8 @@ from ..errors import Gem3dInputError
 from ..io import save_json, save_nifti
 from ..preview import save_triplanar
 from .label_set import LabelSet
+
+logger = logging.getLogger(__name__)
 
 
 def _reusable(datalist_path: str, spec: dict, out_dir: str, labels: LabelSet) -> bool:
@@ -30,7 +33,7 @@ def _reusable(datalist_path: str, spec: dict, out_dir: str, labels: LabelSet) ->
     ):
         if existing.get("labels") is None or LabelSet.from_dict(existing, datalist_path) != labels:
             save_json({**existing, **labels.as_dict()}, datalist_path, overwrite=True)
-        print(f"dataset already present at {out_dir} (same spec); reusing it")
+        logger.info(f"dataset already present at {out_dir} (same spec); reusing it")
         return True
     raise Gem3dInputError(
         f"{out_dir} already holds a dataset with another spec ({existing.get('spec')}); "
@@ -106,6 +109,6 @@ def write_dataset(
     }
     save_json({"summary": summary, "patients": stats}, os.path.join(out_dir, "statistics.json"), overwrite=True)
     save_json({**header, **labels.as_dict(), "spec": spec, **entries}, datalist_path, overwrite=True)
-    print(f"{prefix} dataset: {total} patients at {spec['size']} in {summary['seconds']} s -> {datalist_path}")
-    print(f"volume of labels {list(labels.focus)} (ml): {summary['focus_volume_ml_min_max']}")
+    logger.info(f"{prefix} dataset: {total} patients at {spec['size']} in {summary['seconds']} s -> {datalist_path}")
+    logger.info(f"volume of labels {list(labels.focus)} (ml): {summary['focus_volume_ml_min_max']}")
     return datalist_path

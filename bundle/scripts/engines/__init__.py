@@ -1,3 +1,5 @@
 """Training pieces the configs wire into ``monai.engines`` trainers: losses, batch preparation, stages, handlers."""
 
-from . import ema, handlers, inferers, losses, prepare, stages  # noqa: F401
+from .. import lazy_submodules
+
+__getattr__ = lazy_submodules(__name__)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
 from ignite.engine import Engine, Events
 
-from ..io import save_figure, save_json
+from ..io import new_figure, save_figure, save_json
+
+logger = logging.getLogger(__name__)
 
 
 class LossCurveHandler:
@@ -49,11 +52,6 @@ class LossCurveHandler:
         self.write()
 
     def write(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         save_json(
             {"iterations": self.iterations, "loss": self.losses, "validation": self.val},
             os.path.join(self.output_dir, f"{self.name}_curve.json"),
@@ -61,7 +59,7 @@ class LossCurveHandler:
         )
         if not self.losses:
             return
-        fig, axes = plt.subplots(1, 1 + len(self.val), figsize=(5 * (1 + len(self.val)), 3.5), squeeze=False)
+        fig, axes = new_figure(1, 1 + len(self.val), figsize=(5 * (1 + len(self.val)), 3.5), squeeze=False)
         ax = axes[0, 0]
         ax.plot(self.iterations, self.losses, alpha=0.3, lw=0.6, label="loss")
         k = max(1, min(self.smooth, len(self.losses) // 5 or 1))
@@ -77,10 +75,7 @@ class LossCurveHandler:
             ax.set_xlabel("iteration")
             ax.set_title(f"validation {metric}")
         fig.tight_layout()
-        try:
-            save_figure(fig, os.path.join(self.output_dir, f"{self.name}_curve.png"), overwrite=True)
-        finally:
-            plt.close(fig)
+        save_figure(fig, os.path.join(self.output_dir, f"{self.name}_curve.png"), overwrite=True)
 
 
 def checkpoint_handlers(stage_dir: str, state: dict, map_location="cpu") -> list:
@@ -96,7 +91,7 @@ def checkpoint_handlers(stage_dir: str, state: dict, map_location="cpu") -> list
     handlers = []
     newest = _newest(glob.glob(os.path.join(stage_dir, "checkpoint*.pt")))
     if newest:
-        print(f"resuming from {newest}")
+        logger.info(f"resuming from {newest}")
         handlers.append(CheckpointLoader(load_path=newest, load_dict=state, map_location=map_location))
     import torch.distributed as dist
 

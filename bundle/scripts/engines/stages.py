@@ -6,8 +6,9 @@ import os
 
 import torch
 
-from ..data.latent_cache import DECODER_PREFIXES, load_weights
+from ..data.latent_cache import DECODER_PREFIXES
 from ..errors import Gem3dInputError
+from ..networks.weights import load_weights
 from ..networks.window_unet import freeze_spatial
 
 

@@ -1,3 +1,5 @@
-"""Metrics of synthetic volumes: FID per plane, fidelity, diversity and privacy, segmentation scores."""
+"""Metrics of synthetic volumes: FID per plane, consistency, fidelity, diversity and privacy, segmentation scores."""
 
-from . import features, fid, fidelity, segmentation  # noqa: F401
+from .. import lazy_submodules
+
+__getattr__ = lazy_submodules(__name__)

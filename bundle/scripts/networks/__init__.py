@@ -1,3 +1,5 @@
-"""Networks: the window UNet with pseudo-3D layers and the position-conditioned informed-slice UNet."""
+"""Networks: the window UNet with pseudo-3D layers, the informed-slice UNet, weight loading, slice encoding."""
 
-from . import position_unet, pseudo3d, window_unet  # noqa: F401
+from .. import lazy_submodules
+
+__getattr__ = lazy_submodules(__name__)

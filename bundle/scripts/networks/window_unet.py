@@ -29,9 +29,6 @@ class WindowUNet(nn.Module):
         out = self.unet(rearrange(x, "b c n h w -> (b n) c h w"), t.repeat_interleave(n))
         return rearrange(out, "(b n) c h w -> b c n h w", b=b)
 
-    def spatial_parameters(self):
-        return self.unet.parameters()
-
 
 def freeze_spatial(model: nn.Module) -> list[nn.Parameter]:
     """Stage 2: only the pseudo-3D layers train. Every other parameter gets ``requires_grad=False`` (so no

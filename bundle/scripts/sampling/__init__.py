@@ -1,3 +1,5 @@
 """Sampling: the window plan, the propagation sampler, informed-slice sources and the synthesis job."""
 
-from . import informed, model, sampler, synthesize, window_plan  # noqa: F401
+from .. import lazy_submodules
+
+__getattr__ = lazy_submodules(__name__)

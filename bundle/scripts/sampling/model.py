@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.latent_cache import load_weights, read_latent_scale
+from ..data.latent_cache import read_latent_scale
+from ..networks.latents import decode_latents, encode_slices
+from ..networks.weights import load_weights
 
 
 class Gem3dModel:
@@ -43,15 +45,9 @@ class Gem3dModel:
             self.informed_net = load_weights(net, path, "informed-slice model", self.device)
         return self.informed_net
 
-    @torch.inference_mode()
     def encode(self, slices: np.ndarray) -> torch.Tensor:
         """(N, S, S) images -> (N, C, h, w) scaled latents (posterior means)."""
-        x = torch.as_tensor(np.asarray(slices, dtype=np.float32))[:, None]
-        out = [
-            self.autoencoder.encode(x[i : i + self.decode_batch].to(self.device))[0].cpu()
-            for i in range(0, len(x), self.decode_batch)
-        ]
-        return torch.cat(out) * self.scale
+        return encode_slices(self.autoencoder, slices, self.device, self.decode_batch) * self.scale
 
     def latent_shape(self, size: int) -> tuple:
         """(C, h, w) of the latent of a size x size slice (from the autoencoder itself, cached per size)."""
@@ -59,13 +55,6 @@ class Gem3dModel:
             self._latent_shapes[size] = tuple(self.encode(np.zeros((1, size, size), np.float32)).shape[1:])
         return self._latent_shapes[size]
 
-    @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """(Z, C, h, w) scaled latents -> (S, S, Z) image, decoded ``decode_batch`` slices at a time so memory is
-        bounded by the batch, not the volume."""
-        parts = []
-        for i in range(0, latents.shape[0], self.decode_batch):
-            z = (latents[i : i + self.decode_batch] / self.scale).to(self.device)
-            parts.append(self.autoencoder.decode(z)[:, 0].float().cpu().numpy())
-        out = np.concatenate(parts)
-        return np.ascontiguousarray(np.moveaxis(out, 0, 2))
+        """(Z, C, h, w) scaled latents -> (S, S, Z) image."""
+        return decode_latents(self.autoencoder, latents / self.scale, self.device, self.decode_batch)

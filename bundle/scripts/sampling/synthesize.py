@@ -1,11 +1,12 @@
-"""The synthesis job: masks in, new image volumes out (with the mask used, a preview and a reproducible record).
+"""The synthesizer: one mask in, one new image volume out on the mask's grid, with the mask used and a
+reproducible record (``results.write_result`` writes them; ``enhance.run_datalist`` runs whole datalists).
 
-Used by ``inference.json`` (the demo test masks), ``enhance.json`` (a whole datalist k times, shardable over
-``torchrun`` ranks) and the MONAI Label app (one mask per request).
+Used by the main job, enhancement and evaluation (through ``enhance``), the benchmark and the MONAI Label app.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -15,17 +16,17 @@ import numpy as np
 import torch
 
 from ..data.conditioning import mask_to_latent_grid
-from ..data.datalist import check_label_values, read_datalist
+from ..data.datalist import read_mask
 from ..data.label_set import LabelSet
 from ..data.mask_augment import AugmentSettings, augment_mask
 from ..data.model_space import ModelGrid, from_model_space, to_model_space
 from ..errors import Gem3dInputError
-from ..io import load_nifti, save_json, save_nifti
 from ..precision import resolve_precision
-from ..preview import save_triplanar
 from .informed import informed_latent
 from .sampler import PropagationSampler, SamplerSettings
 from .window_plan import check_parameters
+
+logger = logging.getLogger(__name__)
 
 
 class Synthesizer:
@@ -71,7 +72,7 @@ class Synthesizer:
         )
         check_parameters(1, self.settings.window, self.settings.overlap, position)
         self.settings, self.precision_reason = _check_settings(self.settings, model.device)
-        print(f"gem3d precision: {self.settings.precision} ({self.precision_reason})", flush=True)
+        logger.info(f"precision: {self.settings.precision} ({self.precision_reason})")
         # named solvers (e.g. {"ddim": DDIMScheduler, "dpm++2m": DPMSolverMultistepScheduler}) that ``variant`` can
         # switch to; the name in use is derived from the sampler's scheduler (see ``solver``)
         self.solvers = dict(solvers or {})
@@ -128,14 +129,6 @@ class Synthesizer:
                 setattr(obj, name, value)
             self.sampler.settings = self.settings
 
-    def load_mask(self, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
-        mask, affine = load_nifti(mask_path, "mask", rank=3)
-        mask = np.asarray(mask)
-        check_label_values(mask, self.cfg["num_labels"], mask_path)
-        if not (mask > 0).any():
-            raise Gem3dInputError(f"mask {mask_path} is empty (all background): nothing to synthesize")
-        return mask.astype(np.int16), affine
-
     def synthesize(
         self,
         mask_path: str,
@@ -149,7 +142,7 @@ class Synthesizer:
         start = time.time()
         position = self.position if position is None else float(position)
         informed = dict(self.informed if informed is None else informed)
-        mask, affine = self.load_mask(mask_path)
+        mask, affine = read_mask(mask_path, self.cfg["num_labels"])
         check_parameters(mask.shape[2], self.settings.window, self.settings.overlap, position)
         rng = np.random.default_rng(int(seed))
         generator = torch.Generator().manual_seed(int(seed))
@@ -197,33 +190,8 @@ class Synthesizer:
             },
             "seconds": round(time.time() - start, 2),
         }
-        return {"image": image, "mask": mask_used, "affine": affine, "record": record}
-
-    def write(self, result: dict, output_dir: str, name: str, overwrite: bool = False) -> dict:
-        """Write image, mask, preview and record under ``output_dir``; refuses to overwrite unless asked."""
-        paths = {
-            "image": os.path.join(output_dir, "images", f"{name}.nii.gz"),
-            "label": os.path.join(output_dir, "labels", f"{name}.nii.gz"),
-            "preview": os.path.join(output_dir, "previews", f"{name}.png"),
-            "record": os.path.join(output_dir, "records", f"{name}.json"),
-        }
-        if not overwrite:
-            existing = [p for p in paths.values() if os.path.exists(p)]
-            if existing:
-                raise Gem3dInputError(f"outputs already exist ({existing[0]}); set overwrite to replace them")
-        save_nifti(result["image"], result["affine"], paths["image"], overwrite, np.float32)
-        save_nifti(result["mask"], result["affine"], paths["label"], overwrite, np.int16)
-        save_triplanar(
-            paths["preview"],
-            result["image"],
-            result["mask"],
-            title=name,
-            overwrite=overwrite,
-            affine=result["affine"],
-            focus=self.cfg["labels"].focus,
-        )
-        save_json({**result["record"], "outputs": paths}, paths["record"], overwrite)
-        return paths
+        focus = self.cfg["labels"].focus  # what the preview centres on
+        return {"image": image, "mask": mask_used, "affine": affine, "record": record, "focus": focus}
 
 
 def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:
@@ -249,7 +217,7 @@ def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:
             "anatomy is generated with less detail"
         )
     if note:
-        print(f"gem3d: {path}: {note}", flush=True)
+        logger.warning(f"{path}: {note}")
     return note
 
 
@@ -270,85 +238,3 @@ def _check_settings(settings: SamplerSettings, device) -> tuple[SamplerSettings,
         raise Gem3dInputError(f"noise_correlation must lie in [0, 1), got {settings.noise_correlation}")
     precision, reason = resolve_precision(settings.precision, device)
     return replace(settings, precision=precision), reason
-
-
-def _rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def run_datalist(
-    synth: Synthesizer,
-    datalist: str,
-    section: str,
-    output_dir: str,
-    repeats: int = 1,
-    seed: int = 0,
-    overwrite: bool = False,
-    limit: int | None = None,
-    write_datalist: bool = True,
-) -> list[dict]:
-    """Synthesize every mask of a datalist section ``repeats`` times (dataset enhancement); this rank's share.
-
-    Jobs are numbered (case, repeat) and rank r takes jobs r, r + world, ...: no job is done twice or lost. The
-    seed of a job depends only on its number, so sharding does not change any output. Rank 0 writes the
-    datalist of the new dataset after all ranks are done.
-    """
-    items = read_datalist(datalist, (section,))[section]
-    items = items[: int(limit)] if limit else items
-    if any("label" not in it for it in items):
-        raise Gem3dInputError(f"datalist {datalist} section {section}: every case needs a label (mask)")
-    os.makedirs(output_dir, exist_ok=True)
-    if not os.access(output_dir, os.W_OK):
-        raise Gem3dInputError(f"output folder {output_dir} is not writable")
-    jobs = [(i, r) for r in range(int(repeats)) for i in range(len(items))]
-    rank, world = _rank_world()
-    done = []
-    for j, (i, r) in enumerate(jobs):
-        if j % world != rank:
-            continue
-        item = items[i]
-        name = _job_name(item["id"], r, seed + j)
-        result = synth.synthesize(item["label"], seed + j, item["id"], image_path=item.get("image"))
-        paths = synth.write(result, output_dir, name, overwrite)
-        done.append({"job": j, "name": name, "rank": rank, **paths})
-        print(f"[rank {rank}] {name}: {result['record']['seconds']} s")
-    if write_datalist:
-        _barrier()
-        if rank == 0:
-            entries = [
-                {
-                    "image": f"images/{_job_name(items[i]['id'], r, seed + j)}.nii.gz",
-                    "label": f"labels/{_job_name(items[i]['id'], r, seed + j)}.nii.gz",
-                    "source": items[i]["id"],
-                    "repeat": r,
-                }
-                for j, (i, r) in enumerate(jobs)
-            ]
-            save_json(
-                {
-                    "name": "gem3d-enhanced",
-                    "source_datalist": os.path.abspath(datalist),
-                    **synth.cfg["labels"].as_dict(),
-                    "repeats": int(repeats),
-                    "training": entries,
-                },
-                os.path.join(output_dir, "datalist.json"),
-                overwrite=True,
-            )
-    return done
-
-
-def _job_name(case_id: str, repeat: int, seed: int) -> str:
-    """Output name of one enhancement job; also the file names the new datalist points at."""
-    return f"{case_id}_gem3d_r{repeat}_s{seed}"
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

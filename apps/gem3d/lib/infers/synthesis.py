@@ -109,6 +109,7 @@ class SynthesisTask(InferTask):
 
     def _run(self, request):
         from scripts.data.datalist import nifti_shape  # the bundle's package, on sys.path once the app loaded it
+        from scripts.sampling.results import write_result
 
         ds = self.datastore_fn()
         image_id = request["image_id"]
@@ -144,7 +145,7 @@ class SynthesisTask(InferTask):
         new_id = f"{SYNTHETIC_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '_', image_id)}_s{seed}"
         folder = tempfile.mkdtemp(prefix="gem3d_")
         remove_when_request_ends(folder)  # the datastore keeps its own copies; the answer is sent before removal
-        paths = self.synth.write(result, folder, new_id, overwrite=True)
+        paths = write_result(result, folder, new_id, overwrite=True)
         record = result["record"]
         ds.add_image(new_id, paths["image"], {"gem3d": json.loads(json.dumps(record, default=str))})
         ds.save_label(new_id, paths["label"], "final", {"gem3d_mask_of": image_id})

@@ -1,0 +1,23 @@
+"""Slices to autoencoder latents and back, in bounded batches (memory grows with the batch, not the volume)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+@torch.inference_mode()
+def encode_slices(autoencoder, slices: np.ndarray, device, batch: int) -> torch.Tensor:
+    """(N, S, S) images -> (N, C, h, w) posterior-mean latents (unscaled, on the CPU)."""
+    x = torch.as_tensor(np.asarray(slices, dtype=np.float32))[:, None]
+    return torch.cat([autoencoder.encode(x[i : i + batch].to(device))[0].cpu() for i in range(0, len(x), batch)])
+
+
+@torch.inference_mode()
+def decode_latents(autoencoder, latents: torch.Tensor, device, batch: int) -> np.ndarray:
+    """(N, C, h, w) unscaled latents -> (S, S, N) image (slices stacked along the last axis)."""
+    parts = [
+        autoencoder.decode(latents[i : i + batch].to(device))[:, 0].float().cpu().numpy()
+        for i in range(0, latents.shape[0], batch)
+    ]
+    return np.ascontiguousarray(np.moveaxis(np.concatenate(parts), 0, 2))

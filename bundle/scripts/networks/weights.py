@@ -1,0 +1,22 @@
+"""Loading shipped or trained weights into the networks a config declares."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..errors import Gem3dInputError
+
+
+def load_weights(network: torch.nn.Module, weights: str, what: str, device="cpu", strict=True) -> torch.nn.Module:
+    """Load ``weights`` into ``network`` (eval mode, on ``device``); a clear error naming ``what`` and the file when
+    it is missing or does not fit the declared network."""
+    if not os.path.isfile(weights):
+        raise Gem3dInputError(f"{what} weights not found: {weights} (train them first, see bundle/docs/README.md)")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        network.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        raise Gem3dInputError(f"{what} weights {weights} do not match the network the config declares: {exc}") from exc
+    return network.to(device).eval()
