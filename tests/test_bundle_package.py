@@ -50,3 +50,24 @@ def test_metadata_states_the_shipped_model_grid():
     grid = read_model_grid(os.path.join(CONFIGS, "..", meta["model_grid"]["file"]))
     assert list(grid.spacing) == meta["model_grid"]["spacing_mm"] and grid.size == meta["model_grid"]["in_plane_size"]
     assert list(grid.slices) == meta["model_grid"]["slices_seen"]
+
+
+def test_metadata_states_the_shipped_label_set():
+    from scripts.data.label_set import LabelSet, label_set
+
+    meta = json.load(open(os.path.join(CONFIGS, "metadata.json")))
+    shipped = label_set(os.path.join(CONFIGS, "..", meta["label_set"]["file"]), "unused")
+    assert LabelSet.from_dict(meta["label_set"], "metadata.json") == shipped
+    assert meta["network_data_format"]["inputs"]["mask"]["value_range"] == [0, shipped.num_labels - 1]
+
+
+def test_importing_the_package_has_no_side_effects():
+    """The MONAI Label server imports the bundle's package: no matplotlib backend switch, no eager subpackages."""
+    code = (
+        "import sys, matplotlib; matplotlib.use('svg'); sys.path.insert(0, 'bundle'); import scripts; "
+        "from scripts.sampling import synthesize; from scripts import evaluate; "
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend(); "
+        "assert 'scripts.downstream' not in sys.modules and 'scripts.benchmark' not in sys.modules"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

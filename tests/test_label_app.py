@@ -258,3 +258,25 @@ def test_batch_enhancement_runs_in_background_with_progress(server):
     assert count >= 2, objects
     new = [v for i, v in objects.items() if i.startswith("gem3d_") and i.endswith("_s100")]
     assert all("gem3d" in v["image"]["info"] for v in new), new  # the records the subprocess wrote survive
+
+
+def test_monailabel_internals_the_app_patches_are_still_there():
+    """The two hooks of lib/internals.py reach into MONAI Label: fail here, loudly, if an upgrade moves them."""
+    import inspect
+
+    if APP not in sys.path:
+        sys.path.insert(0, APP)
+    from lib.internals import install_batch_reload, install_threaded_infer_route
+    from monailabel.datastore.local import LocalDatastore
+    from monailabel.utils.async_tasks import task as task_module
+
+    assert install_threaded_infer_route(), "MONAI Label's POST /infer/{model} route was not found"
+    assert list(inspect.signature(task_module.run_background_task).parameters)[:4] == [
+        "request",
+        "method",
+        "callback",
+        "debug",
+    ]
+    assert "run_background_task(request, method)" in inspect.getsource(task_module)  # looked up in its module
+    assert install_batch_reload(lambda: None) and task_module.run_background_task.gem3d_reload
+    assert callable(getattr(LocalDatastore, "_init_from_datastore_file", None)) and callable(LocalDatastore.refresh)

@@ -4,6 +4,10 @@ Options (``--conf key value``):
     bundle      path of the gem3d bundle (default: the repository's bundle/ folder)
     overrides   JSON object of bundle config overrides, e.g. '{"steps": 20}' or another model_dir
     repeats     default k for the batch enhancement of the datastore (default 1)
+
+Tasks: ``gem3d_synthesis`` (one mask -> one new image, stored in the datastore) and, through MONAI Label's batch
+infer, the enhancement of the whole datastore (``POST /batch/infer/gem3d_synthesis``, params ``repeats``, ``seed``,
+``steps``, ``augment``; default augmentation: the bundle's ``enhance.json``).
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ import logging
 import os
 import re
 import tempfile
-import time
 
 import lib.infers
 import lib.strategies
-from lib.bundle import load_bundle
-from lib.server import RequestError, install_batch_reload, install_threaded_infer_route, remove_request_files
+from lib.bundle import bundle_setting, load_bundle
+from lib.internals import install_batch_reload, install_threaded_infer_route
+from lib.request_scope import RequestError
 from monailabel.interfaces.app import MONAILabelApp
 
 logger = logging.getLogger(__name__)
@@ -30,6 +34,7 @@ class MyApp(MONAILabelApp):
         self.parser = load_bundle(conf.get("bundle"), conf.get("overrides"))
         self.repeats = int(conf.get("repeats", 1))
         self.synthesizer = self.parser.get_parsed_content("synthesizer")
+        self.enhance_augment = bundle_setting(conf.get("bundle"), "enhance.json", "augment")
         self.synthesizer.sampler.progress = False
         meta = self.parser.get("_meta_", {})
         super().__init__(
@@ -48,6 +53,9 @@ class MyApp(MONAILabelApp):
             self.synthesizer, self.datastore, "GEM-3D synthesis of an image volume for a mask"
         )
         return {"gem3d_synthesis": task}
+
+    def init_batch_infer(self):
+        return lib.infers.DatastoreEnhancement("gem3d_synthesis", self.repeats, self.enhance_augment)
 
     def init_strategies(self):
         return {"gem3d_synthetic": lib.strategies.NextSynthetic()}
@@ -72,34 +80,3 @@ class MyApp(MONAILabelApp):
         request["image_id"] = image_id
         request["save_label"] = False  # the result is an image; it is stored as a new datastore image instead
         return super().infer(request, ds)
-
-    def batch_infer(self, request, datastore=None):
-        """Enhance the datastore: every (non-synthetic) image with a saved label, ``repeats`` times."""
-        ds = datastore or self.datastore()
-        task = self._infers["gem3d_synthesis"]
-        k = int(request.get("repeats", self.repeats))
-        sources = [
-            i
-            for i in ds.list_images()
-            if not i.startswith(lib.infers.synthesis.SYNTHETIC_PREFIX)
-            and (ds.get_label_uri(i, "final") or ds.get_label_uri(i, "original"))
-        ]
-        jobs = [(i, r) for r in range(k) for i in sorted(sources)]
-        done = []
-        start = time.time()
-        for n, (image_id, r) in enumerate(jobs, 1):
-            seed = int(request.get("seed", 0)) + r
-            _, res = task(
-                {
-                    "image": ds.get_image_uri(image_id),
-                    "image_id": image_id,
-                    "seed": seed,
-                    "steps": request.get("steps", self.synthesizer.settings.steps),
-                    "augment": request.get("augment", "mri"),
-                    "informed": "image",
-                }
-            )
-            remove_request_files()  # the datastore holds its own copies of the job's outputs
-            done.append(res["synthetic_image_id"])
-            print(f"gem3d batch: {n}/{len(jobs)} {res['synthetic_image_id']} ({time.time() - start:.0f} s)", flush=True)
-        return {"synthetic_images": done, "count": len(done)}

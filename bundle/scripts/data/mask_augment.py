@@ -24,12 +24,17 @@ class AugmentSettings:
     max_shift_fraction: float = 0.3  # lesions move by up to this fraction of their distance to the anatomy's centre
 
     @classmethod
-    def preset(cls, name: str) -> "AugmentSettings":
-        presets = {
+    def presets(cls) -> dict:
+        """The named presets (the main job's ``augment``, the app's ``augment`` parameter)."""
+        return {
             "none": cls(flip=False, max_rotation_deg=0.0, max_shift_fraction=0.0),
             "mri": cls(),
             "ct": cls(flip=False, max_rotation_deg=2.5, max_shift_fraction=0.0),
         }
+
+    @classmethod
+    def preset(cls, name: str) -> "AugmentSettings":
+        presets = cls.presets()
         if name not in presets:
             raise Gem3dInputError(f"unknown augmentation preset {name!r}; choose one of {sorted(presets)}")
         return presets[name]

@@ -1,1 +1,2 @@
+from .enhancement import DatastoreEnhancement  # noqa: F401
 from .synthesis import SynthesisTask  # noqa: F401

@@ -11,7 +11,7 @@ import time
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from ..server import RequestError, is_refusal, remove_when_request_ends
+from ..request_scope import RequestError, is_refusal, remove_when_request_ends
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ PARAMS = {
     "position": 0.5,
     "informed": "image",  # "image" (the request's own image), "ig", or another datastore image id
     "informed_slice": -1,  # -1: the slice at `position`
-    "augment": "none",  # none | mri | ct
+    "augment": "none",  # a preset name of the bundle's AugmentSettings
 }
 
 
@@ -72,16 +72,25 @@ class SynthesisTask(InferTask):
     def is_valid(self) -> bool:
         return True
 
+    @property
+    def max_steps(self) -> int:
+        """Solver steps are bounded by the training timesteps of the bundle's noise schedule."""
+        return int(self.synth.model.scheduler.num_train_timesteps)
+
+    @property
+    def augment_presets(self) -> list:
+        return sorted(type(self.synth.augment).presets())
+
     def info(self):
         info = super().info()
         info["output"] = "image"
         info["params"] = {
             "seed": "integer >= 0",
-            "steps": f"solver steps, 1..1000 (default {self.synth.settings.steps}, solver {self.synth.solver})",
+            "steps": f"solver steps, 1..{self.max_steps} (default {self.synth.settings.steps}, {self.synth.solver})",
             "position": "start position p in [0, 1]",
             "informed": "'image' | 'ig' | <datastore image id>",
             "informed_slice": "-1 or a slice index",
-            "augment": "none | mri | ct",
+            "augment": " | ".join(self.augment_presets),
         }
         return info
 
@@ -115,11 +124,13 @@ class SynthesisTask(InferTask):
         image_id = request["image_id"]
         image_path = request["image"]
         seed = _as_int(request, "seed", 0, 2**31 - 1)
-        steps = _as_int({**request, "steps": request.get("steps", self.synth.settings.steps)}, "steps", 1, 1000)
+        steps = _as_int(
+            {**request, "steps": request.get("steps", self.synth.settings.steps)}, "steps", 1, self.max_steps
+        )
         position = _as_float(request, "position", 0.0, 1.0)
-        augment = str(request.get("augment", "none"))
-        if augment not in ("none", "mri", "ct"):
-            raise RequestError(f"parameter 'augment' must be none, mri or ct, got {augment!r}")
+        augment = str(request.get("augment", PARAMS["augment"]))
+        if augment not in self.augment_presets:
+            raise RequestError(f"parameter 'augment' must be one of {self.augment_presets}, got {augment!r}")
         informed_slice = _as_int(request, "informed_slice", -1, 100000)
         source = str(request.get("informed", "image"))
         slice_ = None if informed_slice < 0 else informed_slice
@@ -137,8 +148,7 @@ class SynthesisTask(InferTask):
         if mask_shape[:3] != image_shape[:3]:
             raise RequestError(f"the mask's shape {mask_shape} differs from image {image_id!r}'s shape {image_shape}")
         start = time.time()
-        with self._lock, self.synth.variant({"steps": steps}):
-            self.synth.augment = type(self.synth.augment).preset(augment)
+        with self._lock, self.synth.variant({"steps": steps, "augment": augment}):
             result = self.synth.synthesize(
                 mask_path, seed, image_id, image_path=image_path, informed=informed, position=position
             )

@@ -1,15 +1,17 @@
-"""Three changes to MONAI Label 0.8.5's server that a generative task needs.
+"""The two places where the app reaches into MONAI Label 0.8.5's internals, and why its public API is not enough.
 
-1. ``POST /infer/{model}`` is an ``async def`` that runs inference synchronously, which blocks the event loop
-   for the whole generation (no ``/info``, no datastore calls meanwhile). It is re-registered here as a plain
-   ``def`` endpoint, which FastAPI runs in its thread pool, so the server keeps answering.
-2. Bad requests (our ``RequestError``, ``params`` that are not JSON, an upload that is not NIfTI) become HTTP 422
-   with the message, naming the upload by its file name, instead of a 500. Every request's working files (the
-   uploaded mask, the task's output folder) are removed when it ends, failed or not: MONAI Label removes them only
-   after a successful response.
-3. A batch task runs in a subprocess that adds images to the datastore on disk; the server only learns of them
-   through its file watcher, which can miss the subprocess's last write of datastore.json (seen in the test suite:
-   a finished batch whose images never appeared). When a batch task ends, the server now reloads the datastore.
+1. ``POST /infer/{model}`` is an ``async def`` that runs inference synchronously, blocking the event loop for the
+   whole generation (no ``/info``, no datastore calls meanwhile); the public API has no way to change how a route
+   runs. It is re-registered here as a plain ``def`` endpoint, which FastAPI runs in its thread pool. The new
+   endpoint also answers refusals (``RequestError``, the bundle's ``Gem3dInputError``, ``params`` that are not
+   JSON) with HTTP 422 naming the upload by its file name instead of a 500, and removes each request's working files
+   when it ends, failed or not (MONAI Label removes them only after a successful response).
+2. A batch task runs in a subprocess that adds images to the datastore on disk; the server learns of them only
+   through its file watcher, which can miss the subprocess's last write of datastore.json, and the public datastore
+   API has no "reload from file". When a batch task ends, the server reloads the datastore.
+
+``tests/test_label_app.py`` checks that both hooks still find what they patch, so a MONAI Label upgrade that moves
+them fails there, loudly, rather than silently in production.
 """
 
 from __future__ import annotations
@@ -17,54 +19,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import threading
 from typing import Optional
 
 from fastapi import BackgroundTasks, Depends, File, Form, HTTPException, UploadFile
 from fastapi.routing import APIRoute
 
+from .request_scope import refusal_in, remove, remove_request_files, start_request, take_request_files
+
 logger = logging.getLogger(__name__)
 
 
-class RequestError(ValueError):
-    """A request the app refuses: the message says what is wrong."""
-
-
-_request_files = threading.local()  # sync endpoints run the whole request, task included, on one worker thread
-
-
-def remove_when_request_ends(path: str) -> None:
-    """Called by a task: ``path`` (a file or folder) is removed once the current request has been answered."""
-    if not hasattr(_request_files, "paths"):
-        _request_files.paths = []
-    _request_files.paths.append(path)
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.exists(path):
-        os.unlink(path)
-
-
-def is_refusal(exc: BaseException) -> bool:
-    """A refused request: our ``RequestError`` or the bundle's ``Gem3dInputError`` (matched by name: the bundle is
-    imported from its own folder, not as a package of the app)."""
-    return isinstance(exc, RequestError) or type(exc).__name__ == "Gem3dInputError"
-
-
-def _unwrap(exc: BaseException) -> RequestError | None:
-    while exc is not None:
-        if is_refusal(exc):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 def install_threaded_infer_route() -> bool:
+    """Replace MONAI Label's infer route (change 1); True when the route was found and replaced."""
     from monailabel.app import app
     from monailabel.config import settings
+    from monailabel.endpoints import infer as infer_endpoints
     from monailabel.endpoints.infer import ResultType, run_inference
     from monailabel.endpoints.user.auth import RBAC, User
 
@@ -89,7 +58,7 @@ def install_threaded_infer_route() -> bool:
             raise HTTPException(status_code=422, detail=f"'params' is not a JSON object: {exc}") from None
         if label is not None and label.filename:
             parsed["upload_name"] = os.path.basename(label.filename)  # errors name the upload, not a temp path
-        _request_files.paths = []
+        start_request()
         try:
             response = run_inference(
                 background_tasks, model, image, session_id, json.dumps(parsed), file, label, output
@@ -99,17 +68,14 @@ def install_threaded_infer_route() -> bool:
             raise
         except Exception as exc:
             remove_request_files()
-            err = _unwrap(exc)
+            err = refusal_in(exc)
             if err is None:
                 raise
             logger.warning(f"rejected infer request: {err}")
             raise HTTPException(status_code=422, detail=str(err)) from exc
-        for path in _request_files.paths:
-            background_tasks.add_task(_remove, path)
-        _request_files.paths = []
+        for p in take_request_files():
+            background_tasks.add_task(remove, p)
         return response
-
-    from monailabel.endpoints import infer as infer_endpoints
 
     replaced = False
     # FastAPI >= 0.120 resolves included routers lazily from the original router: replace the route there.
@@ -138,27 +104,20 @@ def install_threaded_infer_route() -> bool:
     return replaced
 
 
-def remove_request_files() -> None:
-    """Remove the files registered by the current request now (a failed request, or one job of a batch)."""
-    for path in getattr(_request_files, "paths", []):
-        _remove(path)
-    _request_files.paths = []
-
-
-def install_batch_reload(datastore) -> None:
-    """Reload ``datastore()`` from disk after every background ``batch_infer`` task (change 3)."""
+def install_batch_reload(datastore) -> bool:
+    """Reload ``datastore()`` from disk after every background ``batch_infer`` task (change 2); True when the hook
+    is in place."""
     from monailabel.utils.async_tasks import task as task_module
 
     original = task_module.run_background_task
     if getattr(original, "gem3d_reload", False):
-        return
+        return True
 
     def run_background_task(request, method, callback=None, debug=False):
         def done(task):
             if method == "batch_infer":
                 ds = datastore()
-                # the file first (it carries the records the subprocess wrote), then the files on disk; MONAI
-                # Label 0.8.5 has no public "reload from file"
+                # the file first (it carries the records the subprocess wrote), then the files on disk
                 if hasattr(ds, "_init_from_datastore_file"):
                     ds._init_from_datastore_file()
                 ds.refresh()
@@ -170,3 +129,4 @@ def install_batch_reload(datastore) -> None:
 
     run_background_task.gem3d_reload = True
     task_module.run_background_task = run_background_task
+    return True
