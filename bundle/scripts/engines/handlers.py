@@ -6,6 +6,7 @@ import json
 import logging
 import os
 
+import ignite.distributed as idist
 import numpy as np
 from ignite.engine import Engine, Events
 
@@ -93,9 +94,7 @@ def checkpoint_handlers(stage_dir: str, state: dict, map_location="cpu") -> list
     if newest:
         logger.info(f"resuming from {newest}")
         handlers.append(CheckpointLoader(load_path=newest, load_dict=state, map_location=map_location))
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_rank() > 0:
+    if idist.get_rank() > 0:
         return handlers  # one writer: rank 0 saves
     handlers.append(
         CheckpointSaver(
