@@ -146,12 +146,25 @@ def test_infer_with_saved_label_and_other_informed_image(server):
     assert params["informed"]["mode"] == "file" and nib.load(out).shape == (32, 32, 32)
 
 
+def test_backend_switch_serves_the_3d_backend(server):
+    """The same task serves the 3D latent diffusion backend by a parameter; the output keeps the mask's grid."""
+    client = _client(server)
+    ids = sorted(i for i in client.datastore()["objects"] if not i.startswith("gem3d_"))
+    out, params = client.infer("gem3d_synthesis", ids[0], {"seed": 5, "steps": 2, "backend": "medlord"})
+    params = json.loads(params) if isinstance(params, str) else params
+    assert params["backend"] == "medlord" and params["informed"]["mode"] == "none"
+    assert params["synthetic_image_id"].endswith("_s5_medlord")
+    img = nib.load(out)
+    assert img.shape == (32, 32, 32) and img.get_data_dtype() == np.float32
+
+
 @pytest.mark.parametrize(
     "params,label,match",
     [
         ({"seed": "abc"}, None, "must be an integer"),
         ({"informed": "no_such_image"}, None, "not in the datastore"),
         ({"position": 3}, None, r"\[0.0, 1.0\]"),
+        ({"backend": "gan"}, None, "must be one of"),
         ({}, "wrong_shape", "differs from image"),
         ({"label": "/etc/passwd"}, None, "uploaded mask file"),
     ],

@@ -18,6 +18,12 @@ TINY_OVERRIDES = {
     "unet_blocks#channels": [16, 16, 16],
     "unet_blocks#norm_num_groups": 8,
     "unet_blocks#num_head_channels": 8,
+    "medlord_autoencoder_def#channels": [8, 8, 8],
+    "medlord_autoencoder_def#norm_num_groups": 4,
+    "medlord_unet_blocks#channels": [16, 16, 16],
+    "medlord_unet_blocks#norm_num_groups": 8,
+    "medlord_unet_blocks#num_head_channels": 8,
+    "medlord_steps": 3,
 }
 
 
@@ -42,8 +48,11 @@ def make_tiny_model(model_dir: str, dataset_dir: str) -> dict:
     torch.save(parser.get_parsed_content("window_unet_def").state_dict(), os.path.join(model_dir, "volume.pt"))
     torch.save(parser.get_parsed_content("informed_unet_def").state_dict(), os.path.join(model_dir, "informed.pt"))
     torch.save(parser.get_parsed_content("segmenter_def").state_dict(), os.path.join(model_dir, "segmenter.pt"))
-    with open(os.path.join(model_dir, "latent_scale.json"), "w") as f:
-        json.dump({"scale": 1.0}, f)
+    for name in ("medlord_autoencoder", "medlord_unet", "medlord_controlnet"):
+        torch.save(parser.get_parsed_content(f"{name}_def").state_dict(), os.path.join(model_dir, f"{name}.pt"))
+    for name in ("latent_scale.json", "medlord_latent_scale.json"):
+        with open(os.path.join(model_dir, name), "w") as f:
+            json.dump({"scale": 1.0}, f)
     # the tiny demo set's voxel size (its 32^3 grid spans the same template as the 64^3 demo)
     with open(os.path.join(model_dir, "model_grid.json"), "w") as f:
         json.dump({"size": 32, "spacing": TINY_SPACING, "slices": [32, 32]}, f)

@@ -33,9 +33,11 @@ class MyApp(MONAILabelApp):
     def __init__(self, app_dir, studies, conf):
         self.parser = load_bundle(conf.get("bundle"), conf.get("overrides"))
         self.repeats = int(conf.get("repeats", 1))
-        self.synthesizer = self.parser.get_parsed_content("synthesizer")
+        self.synthesizers = self.parser.get_parsed_content("synthesizers")
+        self.backend = self.parser.get_parsed_content("backend")
+        for synth in self.synthesizers.values():
+            synth.sampler.progress = False
         self.enhance_augment = bundle_setting(conf.get("bundle"), "enhance.json", "augment")
-        self.synthesizer.sampler.progress = False
         meta = self.parser.get("_meta_", {})
         super().__init__(
             app_dir=app_dir,
@@ -50,7 +52,7 @@ class MyApp(MONAILabelApp):
 
     def init_infers(self):
         task = lib.infers.SynthesisTask(
-            self.synthesizer, self.datastore, "GEM-3D synthesis of an image volume for a mask"
+            self.synthesizers, self.backend, self.datastore, "GEM-3D synthesis of an image volume for a mask"
         )
         return {"gem3d_synthesis": task}
 

@@ -71,6 +71,7 @@ def evaluate(
     seed: int = 0,
     segmenter=None,
     segmenter_file: str | None = None,
+    backends: dict | None = None,
 ) -> dict:
     """``networks`` names other window networks that rows can use (``{"stage1": {"network", "file"}}``); a row whose
     weights file is missing is skipped with a message (and listed in the metrics), not failed.
@@ -79,6 +80,10 @@ def evaluate(
     start = time.time()
     rows = rows or DEFAULT_ROWS
     networks = networks or {}
+    backends = backends or {}
+    unknown_backends = sorted({r["backend"] for r in rows.values() if "backend" in r} - set(backends))
+    if unknown_backends:
+        raise Gem3dInputError(f"evaluation rows name unknown backends {unknown_backends}; known: {sorted(backends)}")
     unknown = sorted({r["network"] for r in rows.values() if "network" in r} - set(networks))
     if unknown:
         raise Gem3dInputError(f"evaluation rows name unknown networks {unknown}; known: {sorted(networks)}")
@@ -113,7 +118,7 @@ def evaluate(
     for name, row in rows.items():
         folder = os.path.join(output_dir, name)
         if not os.path.isfile(os.path.join(folder, "datalist.json")):  # rows already generated are only measured
-            overrides = {k: v for k, v in row.items() if k != "network"}
+            overrides = {k: v for k, v in row.items() if k not in ("network", "backend")}
             network = None
             if "network" in row:
                 alt = networks[row["network"]]
@@ -124,8 +129,11 @@ def evaluate(
                 network = load_weights(
                     alt["network"], alt["file"], f"{row['network']} window model", synth.model.device
                 )
-            with synth.variant(overrides, network):
-                run_datalist(synth, datalist, "test", folder, repeats=repeats, seed=seed, overwrite=True, limit=limit)
+            row_synth = backends[row["backend"]] if "backend" in row else synth
+            with row_synth.variant(overrides, network):
+                run_datalist(
+                    row_synth, datalist, "test", folder, repeats=repeats, seed=seed, overwrite=True, limit=limit
+                )
         cases, entries = _load_synth(folder, cfg)
         vols = [c["image"] for c in cases]
         metrics = fid_per_plane(real_test_f, features_per_plane(vols, extractor, size))
@@ -135,7 +143,8 @@ def evaluate(
             slice_fidelity(v, test_by_id[e["source"]]["image"], _anatomy([test_by_id[e["source"]]], labels)[0])
             for v, e in zip(vols, entries)
             # Table 2 protocol: the true informed slice, or a model that takes none (the mask-only baseline)
-            if row.get("informed", {}).get("mode") in ("true", "none") and not row.get("augment")
+            if _informed_mode(row, backends.get(row.get("backend"), synth)) in ("true", "none")
+            and not row.get("augment")
         ]
         for k in ("ms_ssim", "ssim", "psnr"):
             if fidelity:
@@ -170,6 +179,11 @@ def evaluate(
     _plots(results, previews, test[0], output_dir, labels.focus)
     _report(results, output_dir, list(labels.regions))
     return results
+
+
+def _informed_mode(row: dict, synth) -> str | None:
+    """The row's informed-slice mode: its own, else that of the synthesizer it runs on (the 3D backend: none)."""
+    return row.get("informed", {}).get("mode") or synth.informed.get("mode")
 
 
 def _anatomy(cases: list[dict], labels) -> list:

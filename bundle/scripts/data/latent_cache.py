@@ -47,6 +47,26 @@ def file_md5(path: str) -> str:
     return h.hexdigest()
 
 
+def cached(parts: list, cache_dir: str, prefix: str, build) -> dict:
+    """``build()``'s result, stored under ``cache_dir`` keyed by ``parts`` (what makes it: weights, data, grid...)
+    and loaded from there when the same parts come again; written atomically."""
+    digest = hashlib.md5(json.dumps(parts).encode()).hexdigest()[:12]
+    path = os.path.join(cache_dir, f"{prefix}_{digest}.pt")
+    if os.path.isfile(path):
+        return torch.load(path, map_location="cpu", weights_only=False)
+    cache = build()
+    os.makedirs(cache_dir, exist_ok=True)
+    torch.save(cache, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return cache
+
+
+def latent_scale(latents) -> float:
+    """1 / std of all training latents (so that the diffusion model sees unit-variance data)."""
+    std = torch.cat([torch.as_tensor(x).float().flatten() for x in latents]).std().item()
+    return 1.0 / max(std, 1e-6)
+
+
 def load_or_build(
     datalist: str,
     section: str,
@@ -68,14 +88,9 @@ def load_or_build(
     """
     if not os.path.isfile(datalist):
         raise Gem3dInputError(f"datalist not found: {datalist} (build the demo set or set dataset_dir)")
-    key = json.dumps(
-        [encoder_md5(autoencoder_file), file_md5(datalist), section, grid.as_dict(), num_labels, modality, limit]
-    )
-    digest = hashlib.md5(key.encode()).hexdigest()[:12]
-    path = os.path.join(cache_dir, f"latents_{section}_{digest}.pt")
-    if os.path.isfile(path):
-        cache = torch.load(path, map_location="cpu", weights_only=False)
-    else:
+    parts = [encoder_md5(autoencoder_file), file_md5(datalist), section, grid.as_dict(), num_labels, modality, limit]
+
+    def build() -> dict:
         ae = load_weights(autoencoder, autoencoder_file, "autoencoder", device)
         cases = []
         for case in tqdm(
@@ -90,12 +105,9 @@ def load_or_build(
                     "mask": mask_to_latent_grid(mask, num_labels, latent.shape[-1]).half(),
                 }
             )
-        std = torch.cat([c["latent"].float().flatten() for c in cases]).std().item()
-        cache = {"scale": 1.0 / max(std, 1e-6), "cases": cases}
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = path + ".tmp"
-        torch.save(cache, tmp)
-        os.replace(tmp, path)
+        return {"scale": latent_scale(c["latent"] for c in cases), "cases": cases}
+
+    cache = cached(parts, cache_dir, f"latents_{section}", build)
     if scale_file and section == "training":
         save_json({"scale": cache["scale"]}, scale_file, overwrite=True)
     if grid_file and section == "training":

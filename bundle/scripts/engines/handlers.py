@@ -8,7 +8,9 @@ import os
 
 import ignite.distributed as idist
 import numpy as np
+import torch
 from ignite.engine import Engine, Events
+from monai.engines.utils import IterationEvents
 
 from ..io import new_figure, save_figure, save_json
 
@@ -77,6 +79,21 @@ class LossCurveHandler:
             ax.set_title(f"validation {metric}")
         fig.tight_layout()
         save_figure(fig, os.path.join(self.output_dir, f"{self.name}_curve.png"), overwrite=True)
+
+
+class GradientClipHandler:
+    """Clip the gradient norm of the trainer's trainable parameters between backward and the optimizer step
+    (MONAI's ``IterationEvents.BACKWARD_COMPLETED``); MONAI's ``SupervisedTrainer`` has no clipping option."""
+
+    def __init__(self, max_norm: float = 1.0):
+        self.max_norm = float(max_norm)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        params = [p for p in engine.network.parameters() if p.requires_grad and p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, self.max_norm)
 
 
 def checkpoint_handlers(stage_dir: str, state: dict, map_location="cpu") -> list:

@@ -20,3 +20,22 @@ def load_weights(network: torch.nn.Module, weights: str, what: str, device="cpu"
     except RuntimeError as exc:
         raise Gem3dInputError(f"{what} weights {weights} do not match the network the config declares: {exc}") from exc
     return network.to(device).eval()
+
+
+class LazyWeights:
+    """Networks whose weights load on first use (``lazy["name"]``): a job can declare every backend and load only
+    the one it runs. Each entry is ``name=(network, weights file, what)``; errors name ``what`` and the file."""
+
+    def __init__(self, device, **networks):
+        self.device, self._specs, self._loaded = torch.device(device), networks, {}
+
+    def __contains__(self, name: str) -> bool:
+        return self._specs.get(name, (None,))[0] is not None
+
+    def __getitem__(self, name: str) -> torch.nn.Module:
+        if name not in self._loaded:
+            network, weights, what = self._specs[name]
+            if network is None:
+                raise ValueError(f"this configuration declares no {what}")
+            self._loaded[name] = load_weights(network, weights, what, self.device)
+        return self._loaded[name]

@@ -7,11 +7,11 @@ import torch
 
 from ..data.latent_cache import read_latent_scale
 from ..networks.latents import decode_latents, encode_slices
-from ..networks.weights import load_weights
+from ..networks.weights import LazyWeights
 
 
 class Gem3dModel:
-    """Loads the shipped (EMA) weights into the networks the config declares; encodes and decodes slices."""
+    """The shipped (EMA) weights in the networks the config declares, loaded on first use; slice coding."""
 
     def __init__(
         self,
@@ -27,23 +27,34 @@ class Gem3dModel:
         decode_batch: int = 32,
     ):
         self.device = torch.device(device)
-        self.autoencoder = load_weights(autoencoder, autoencoder_file, "autoencoder", self.device)
-        self.window_net = load_weights(window_net, window_file, "window model", self.device)
+        self.networks = LazyWeights(
+            device,
+            autoencoder=(autoencoder, autoencoder_file, "autoencoder"),
+            window_net=(window_net, window_file, "window model"),
+            informed_net=(informed_net, informed_file, "informed-slice model (mode 'ig')"),
+        )
         self.scheduler = scheduler
-        self.scale = read_latent_scale(latent_scale_file)
-        self._informed = (informed_net, informed_file)
-        self.informed_net = None
+        self._scale_file, self._scale = latent_scale_file, None
         self.decode_batch = int(decode_batch)
         self._latent_shapes: dict[int, tuple] = {}
 
+    @property
+    def autoencoder(self):
+        return self.networks["autoencoder"]
+
+    @property
+    def window_net(self):
+        return self.networks["window_net"]
+
+    @property
+    def scale(self) -> float:
+        if self._scale is None:
+            self._scale = read_latent_scale(self._scale_file)
+        return self._scale
+
     def informed_model(self):
-        """The informed-slice model, loaded on first use (only mode 'ig' needs it)."""
-        if self.informed_net is None:
-            net, path = self._informed
-            if net is None:
-                raise ValueError("this configuration declares no informed-slice model (mode 'ig')")
-            self.informed_net = load_weights(net, path, "informed-slice model", self.device)
-        return self.informed_net
+        """The informed-slice model (only mode 'ig' needs it)."""
+        return self.networks["informed_net"]
 
     def encode(self, slices: np.ndarray) -> torch.Tensor:
         """(N, S, S) images -> (N, C, h, w) scaled latents (posterior means)."""

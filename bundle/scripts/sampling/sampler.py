@@ -36,10 +36,22 @@ class SamplerSettings:
 
 
 class PropagationSampler:
+    """``network`` is the window model, or a function that returns it (loaded on first use)."""
+
     def __init__(self, network, scheduler, settings: SamplerSettings | None = None, progress: bool = True):
-        self.network, self.scheduler = network, scheduler
+        self._network, self.scheduler = network, scheduler
         self.settings = settings or SamplerSettings()
         self.progress = progress
+
+    @property
+    def network(self):
+        if not isinstance(self._network, torch.nn.Module) and callable(self._network):
+            self._network = self._network()
+        return self._network
+
+    @network.setter
+    def network(self, value) -> None:
+        self._network = value
 
     def inpaint(self, x: torch.Tensor, clean: torch.Tensor, known: torch.Tensor, t: torch.Tensor, generator):
         """Replace the known slices of ``x`` (B, C, n, h, w) by q(x_t | clean) at timestep ``t``."""
@@ -128,16 +140,25 @@ def correlated_noise(shape, rho: float, generator: torch.Generator) -> torch.Ten
 
 
 @torch.inference_mode()
-def sample_slices(network, scheduler, positions: torch.Tensor, shape, steps: int, eta: float, generator):
-    """DDIM sampling of single slice latents at normalised positions (the informed-slice model, mode 'ig')."""
+def denoise(network, scheduler, x, steps: int, eta: float, generator, *args, precision="fp32", progress=False):
+    """The plain solver loop: ``x`` (noise) denoised in ``steps`` steps of ``scheduler``; the network is called as
+    ``network(x, t, *args)`` (bf16 autocast when ``precision`` is "bf16"; the solver stays fp32)."""
     device = next(network.parameters()).device
     scheduler.set_timesteps(steps)
-    x = torch.randn((len(positions), *shape), generator=generator).to(device)
-    pos = positions.float().to(device)
-    for t in scheduler.timesteps:
-        pred = network(x, t.to(device).expand(x.shape[0]), pos)
-        x, _ = scheduler.step(pred, t.item(), x, eta=eta, generator=generator)
+    x = x.to(device)
+    for t in tqdm(scheduler.timesteps, desc="denoising", unit="step", disable=not progress):
+        t_dev = t.to(device).expand(x.shape[0])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            pred = network(x, t_dev, *args)
+        x, _ = scheduler.step(pred.float(), t.item(), x, eta=eta, generator=generator)
     return x.float().cpu()
 
 
-__all__ = ["PropagationSampler", "SamplerSettings", "sample_slices", "Window"]
+def sample_slices(network, scheduler, positions: torch.Tensor, shape, steps: int, eta: float, generator):
+    """DDIM sampling of single slice latents at normalised positions (the informed-slice model, mode 'ig')."""
+    device = next(network.parameters()).device
+    x = torch.randn((len(positions), *shape), generator=generator)
+    return denoise(network, scheduler, x, steps, eta, generator, positions.float().to(device))
+
+
+__all__ = ["PropagationSampler", "SamplerSettings", "denoise", "sample_slices", "Window"]

@@ -81,7 +81,10 @@ class Synthesizer:
         self.augment = AugmentSettings.preset(augment) if isinstance(augment, str) else augment
         # zeroing outside the mask is right only where the mask's foreground is the whole anatomy (a brain mask)
         self.zero_background = labels.covers_anatomy if zero_background is None else bool(zero_background)
-        self.sampler = PropagationSampler(model.window_net, model.scheduler, self.settings, progress=progress)
+        self.sampler = self._make_sampler(progress)
+
+    def _make_sampler(self, progress: bool):
+        return PropagationSampler(lambda: self.model.window_net, self.model.scheduler, self.settings, progress=progress)
 
     @property
     def solver(self) -> str:
@@ -143,7 +146,7 @@ class Synthesizer:
         position = self.position if position is None else float(position)
         informed = dict(self.informed if informed is None else informed)
         mask, affine = read_mask(mask_path, self.cfg["num_labels"])
-        check_parameters(mask.shape[2], self.settings.window, self.settings.overlap, position)
+        self._check_mask(mask, position)
         rng = np.random.default_rng(int(seed))
         generator = torch.Generator().manual_seed(int(seed))
         mask_ms, geom = to_model_space(mask, affine, self.cfg["grid"], "label")
@@ -154,6 +157,36 @@ class Synthesizer:
             mask_used = from_model_space(mask_ms, geom, "label").astype(np.int16)
         else:
             mask_used = mask
+        image_ms, generation = self._generate(mask_ms, rng, generator, informed, position, image_path, case_id)
+        image = np.clip(from_model_space(image_ms, geom, "image"), 0.0, None).astype(np.float32)
+        if self.zero_background:
+            image[mask_used == 0] = 0.0
+        record = {
+            "case": case_id,
+            "mask_source": os.path.abspath(mask_path),
+            "image_source": image_path,
+            "seed": int(seed),
+            **generation,
+            "augmentation": aug_params,
+            "sampler": {**asdict(self.settings), "solver": self.solver, "precision_reason": self.precision_reason},
+            "zero_background": self.zero_background,
+            "model_space": {
+                "spacing_mm": geom.spacing,
+                "shape": [self.cfg["grid"].size, self.cfg["grid"].size, geom.resized[2]],
+                "zoom": geom.zoom,
+                "note": grid_note,
+            },
+            "seconds": round(time.time() - start, 2),
+        }
+        focus = self.cfg["labels"].focus  # what the preview centres on
+        return {"image": image, "mask": mask_used, "affine": affine, "record": record, "focus": focus}
+
+    def _check_mask(self, mask: np.ndarray, position: float) -> None:
+        check_parameters(mask.shape[2], self.settings.window, self.settings.overlap, position)
+
+    def _generate(self, mask_ms, rng, generator, informed: dict, position: float, image_path, case_id) -> tuple:
+        """GEM-3D: the informed slice, then windows propagated from ``position``. Returns the (S, S, Z) model-space
+        image and what the record says about how it was made."""
         # the slice model (mode "ig") samples with the window sampler's solver, steps and eta, variants included
         sampling = {"steps": self.settings.steps, "eta": self.settings.eta, "scheduler": self.sampler.scheduler}
         inf_lat, inf_record = informed_latent(
@@ -168,30 +201,7 @@ class Synthesizer:
         m = torch.from_numpy(np.moveaxis(mask_ms, 2, 0).copy())
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
         latents = self.sampler.sample(mask_lat, inf_lat, position, generator, mask_only=inf_record["mode"] == "none")
-        image_ms = self.model.decode(latents)
-        image = np.clip(from_model_space(image_ms, geom, "image"), 0.0, None).astype(np.float32)
-        if self.zero_background:
-            image[mask_used == 0] = 0.0
-        record = {
-            "case": case_id,
-            "mask_source": os.path.abspath(mask_path),
-            "image_source": image_path,
-            "seed": int(seed),
-            "position": position,
-            "informed": inf_record,
-            "augmentation": aug_params,
-            "sampler": {**asdict(self.settings), "solver": self.solver, "precision_reason": self.precision_reason},
-            "zero_background": self.zero_background,
-            "model_space": {
-                "spacing_mm": geom.spacing,
-                "shape": [self.cfg["grid"].size, self.cfg["grid"].size, geom.resized[2]],
-                "zoom": geom.zoom,
-                "note": grid_note,
-            },
-            "seconds": round(time.time() - start, 2),
-        }
-        focus = self.cfg["labels"].focus  # what the preview centres on
-        return {"image": image, "mask": mask_used, "affine": affine, "record": record, "focus": focus}
+        return self.model.decode(latents), {"backend": "gem3d", "position": position, "informed": inf_record}
 
 
 def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:
@@ -221,11 +231,12 @@ def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:
     return note
 
 
-def pick_solver(solvers: dict, name: str):
-    """The scheduler called ``name``; an unknown name gets an error listing the known ones."""
-    if name not in solvers:
-        raise Gem3dInputError(f"unknown solver {name!r}; known solvers: {sorted(solvers)}")
-    return solvers[name]
+def pick_solver(options: dict, name: str, what: str = "solver"):
+    """The option called ``name`` (a solver; with ``what="backend"`` a synthesizer); an unknown name gets an error
+    listing the known ones."""
+    if name not in options:
+        raise Gem3dInputError(f"unknown {what} {name!r}; known {what}s: {sorted(options)}")
+    return options[name]
 
 
 def _check_settings(settings: SamplerSettings, device) -> tuple[SamplerSettings, str]:

@@ -23,6 +23,7 @@ PARAMS = {
     "informed": "image",  # "image" (the request's own image), "ig", or another datastore image id
     "informed_slice": -1,  # -1: the slice at `position`
     "augment": "none",  # a preset name of the bundle's AugmentSettings
+    "backend": None,  # None: the bundle's configured backend; else a name from its ``synthesizers``
 }
 
 
@@ -50,7 +51,7 @@ def _as_float(params, key, lo, hi):
 class SynthesisTask(InferTask):
     """GEM-3D: synthesize an image volume for a mask (uploaded, or the image's saved label)."""
 
-    def __init__(self, synthesizer, datastore_fn, description: str):
+    def __init__(self, synthesizers: dict, default_backend: str, datastore_fn, description: str):
         super().__init__(
             type=InferType.OTHERS,
             labels=None,
@@ -58,12 +59,15 @@ class SynthesisTask(InferTask):
             description=description,
             config={
                 **PARAMS,
-                "steps": synthesizer.settings.steps,
+                "steps": synthesizers[default_backend].settings.steps,
+                "backend": default_backend,
                 "result_extension": ".nii.gz",
                 "result_dtype": "float32",
             },
         )
-        self.synth = synthesizer
+        # the bundle's backends by name (GEM-3D, the 3D backend); weights load when a request first uses one
+        self.synths, self.default_backend = dict(synthesizers), default_backend
+        self.synth = self.synths[default_backend]
         self.datastore_fn = datastore_fn
         # The infer route runs in a thread pool, so requests can overlap; each runs the shared synthesizer with its own
         # steps (a variant) and augmentation, and generation is compute-bound anyway: one synthesis at a time.
@@ -72,10 +76,10 @@ class SynthesisTask(InferTask):
     def is_valid(self) -> bool:
         return True
 
-    @property
-    def max_steps(self) -> int:
-        """Solver steps are bounded by the training timesteps of the bundle's noise schedule."""
-        return int(self.synth.model.scheduler.num_train_timesteps)
+    @staticmethod
+    def max_steps(synth) -> int:
+        """Solver steps are bounded by the training timesteps of the backend's noise schedule."""
+        return int(synth.model.scheduler.num_train_timesteps)
 
     @property
     def augment_presets(self) -> list:
@@ -86,11 +90,12 @@ class SynthesisTask(InferTask):
         info["output"] = "image"
         info["params"] = {
             "seed": "integer >= 0",
-            "steps": f"solver steps, 1..{self.max_steps} (default {self.synth.settings.steps}, {self.synth.solver})",
+            "steps": f"solver steps, 1..{self.max_steps(self.synth)} (default {self.synth.settings.steps})",
             "position": "start position p in [0, 1]",
             "informed": "'image' | 'ig' | <datastore image id>",
             "informed_slice": "-1 or a slice index",
             "augment": " | ".join(self.augment_presets),
+            "backend": " | ".join(sorted(self.synths)) + f" (default {self.default_backend})",
         }
         return info
 
@@ -116,6 +121,12 @@ class SynthesisTask(InferTask):
                 raise RequestError(str(exc).replace(upload, f"upload {name!r}")) from exc
             raise
 
+    def _backend(self, request):
+        name = request.get("backend") or self.default_backend
+        if name not in self.synths:
+            raise RequestError(f"parameter 'backend' must be one of {sorted(self.synths)}, got {name!r}")
+        return name, self.synths[name]
+
     def _run(self, request):
         from scripts.data.datalist import nifti_shape  # the bundle's package, on sys.path once the app loaded it
         from scripts.sampling.results import write_result
@@ -123,9 +134,10 @@ class SynthesisTask(InferTask):
         ds = self.datastore_fn()
         image_id = request["image_id"]
         image_path = request["image"]
+        backend, synth = self._backend(request)
         seed = _as_int(request, "seed", 0, 2**31 - 1)
         steps = _as_int(
-            {**request, "steps": request.get("steps", self.synth.settings.steps)}, "steps", 1, self.max_steps
+            {**request, "steps": request.get("steps", synth.settings.steps)}, "steps", 1, self.max_steps(synth)
         )
         position = _as_float(request, "position", 0.0, 1.0)
         augment = str(request.get("augment", PARAMS["augment"]))
@@ -148,11 +160,12 @@ class SynthesisTask(InferTask):
         if mask_shape[:3] != image_shape[:3]:
             raise RequestError(f"the mask's shape {mask_shape} differs from image {image_id!r}'s shape {image_shape}")
         start = time.time()
-        with self._lock, self.synth.variant({"steps": steps, "augment": augment}):
-            result = self.synth.synthesize(
+        with self._lock, synth.variant({"steps": steps, "augment": augment}):
+            result = synth.synthesize(
                 mask_path, seed, image_id, image_path=image_path, informed=informed, position=position
             )
-        new_id = f"{SYNTHETIC_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '_', image_id)}_s{seed}"
+        suffix = "" if backend == self.default_backend else f"_{backend}"
+        new_id = f"{SYNTHETIC_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '_', image_id)}_s{seed}{suffix}"
         folder = tempfile.mkdtemp(prefix="gem3d_")
         remove_when_request_ends(folder)  # the datastore keeps its own copies; the answer is sent before removal
         paths = write_result(result, folder, new_id, overwrite=True)

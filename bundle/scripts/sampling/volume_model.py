@@ -1,0 +1,77 @@
+"""The trained pieces of the 3D backend (MedLoRD-style): 3D autoencoder, latent UNet, ControlNet, latent scale.
+
+Weights are loaded on first use, so the main job and the app can declare this backend beside GEM-3D at no cost
+until a request picks it. Decoding runs by overlapping latent patches (MONAI ``SlidingWindowInferer``, Gaussian
+blending), so its memory is bounded by the patch, not the volume.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from ..data.latent_cache import read_latent_scale
+from ..networks.controlled_unet import ControlledUNet
+from ..networks.weights import LazyWeights
+
+
+class VolumeModel:
+    def __init__(
+        self,
+        autoencoder,
+        autoencoder_file: str,
+        unet,
+        unet_file: str,
+        controlnet,
+        controlnet_file: str,
+        scheduler,
+        latent_scale_file: str,
+        device="cpu",
+        multiple: int = 16,
+        decode_patch=(16, 16, 16),
+        decode_overlap: float = 0.25,
+    ):
+        self.device = torch.device(device)
+        self.scheduler = scheduler
+        self.multiple = int(multiple)  # model-space sizes must divide by it (autoencoder x UNet downsampling)
+        self.networks = LazyWeights(
+            device,
+            autoencoder=(autoencoder, autoencoder_file, "3D autoencoder"),
+            unet=(unet, unet_file, "3D latent UNet"),
+            controlnet=(controlnet, controlnet_file, "ControlNet"),
+        )
+        self._scale_file, self._scale, self._denoiser = latent_scale_file, None, None
+        self.decoder_inferer = SlidingWindowInferer(
+            roi_size=tuple(decode_patch), sw_batch_size=1, overlap=decode_overlap, mode="gaussian", progress=False
+        )
+
+    @property
+    def autoencoder(self):
+        return self.networks["autoencoder"]
+
+    @property
+    def denoiser(self) -> ControlledUNet:
+        if self._denoiser is None:
+            unet, controlnet = self.networks["unet"], self.networks["controlnet"]
+            self._denoiser = ControlledUNet(unet, controlnet, copy_encoder=False).eval()
+        return self._denoiser
+
+    @property
+    def scale(self) -> float:
+        if self._scale is None:
+            self._scale = read_latent_scale(self._scale_file)
+        return self._scale
+
+    @torch.inference_mode()
+    def latent_shape(self, shape) -> tuple:
+        """(C, x, y, z) of the latent of an image of spatial ``shape`` (from the autoencoder itself)."""
+        probe = self.autoencoder.encode(torch.zeros((1, 1, *[self.multiple] * 3), device=self.device))[0]
+        factor = self.multiple // probe.shape[-1]
+        return (probe.shape[1], *[int(s) // factor for s in shape])
+
+    @torch.inference_mode()
+    def decode(self, latent: torch.Tensor) -> np.ndarray:
+        """(C, x, y, z) scaled latent -> (X, Y, Z) image, decoded patch by patch."""
+        z = (latent[None].float() / self.scale).to(self.device)
+        return self.decoder_inferer(z, self.autoencoder.decode)[0, 0].float().cpu().numpy()

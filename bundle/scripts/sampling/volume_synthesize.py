@@ -1,0 +1,91 @@
+"""The 3D backend behind the same contract as GEM-3D: one mask in, one image volume out on the mask's grid.
+
+``VolumeSynthesizer`` shares everything with GEM-3D's ``Synthesizer`` (mask checks, model space, augmentation,
+record, variants, writing) and replaces only the generation: the whole model-space volume is denoised at once in
+the 3D autoencoder's latent space by the UNet under ControlNet mask control, then decoded patch by patch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.networks.utils import one_hot
+
+from ..data.volume_latents import pad_volume
+from .sampler import SamplerSettings, denoise
+from .synthesize import Synthesizer
+
+
+class VolumeSampler:
+    """What ``Synthesizer.variant`` swaps (network, scheduler, settings) for the 3D backend."""
+
+    def __init__(self, model, scheduler, settings: SamplerSettings, progress: bool = True):
+        self.model, self.scheduler, self.settings, self.progress = model, scheduler, settings, progress
+        self.network = None  # None: the model's ControlNet-controlled UNet, loaded on first use
+
+    def sample(self, condition: torch.Tensor, latent_shape, generator, conditioning_scale: float) -> torch.Tensor:
+        """A (C, x, y, z) latent for a (L, X, Y, Z) one-hot mask."""
+        net = self.network or self.model.denoiser
+        net.conditioning_scale = float(conditioning_scale)
+        x = torch.randn((1, *latent_shape), generator=generator)
+        device = next(net.parameters()).device
+        s = self.settings
+        cond = condition[None].to(device)
+        return denoise(
+            net, self.scheduler, x, s.steps, s.eta, generator, cond, precision=s.precision, progress=self.progress
+        )[0]
+
+
+class VolumeSynthesizer(Synthesizer):
+    def __init__(
+        self,
+        model,
+        grid,
+        labels,
+        modality: str = "mri",
+        steps: int = SamplerSettings.steps,
+        eta: float = SamplerSettings.eta,
+        augment: str = "none",
+        zero_background: bool | None = None,
+        progress: bool = True,
+        precision: str = SamplerSettings.precision,
+        solvers: dict | None = None,
+        conditioning_scale: float = 1.0,
+    ):
+        self.conditioning_scale = float(conditioning_scale)
+        super().__init__(
+            model,
+            grid,
+            labels,
+            modality,
+            steps=steps,
+            eta=eta,
+            informed={"mode": "none"},
+            augment=augment,
+            zero_background=zero_background,
+            progress=progress,
+            precision=precision,
+            solvers=solvers,
+        )
+
+    def _make_sampler(self, progress: bool) -> VolumeSampler:
+        return VolumeSampler(self.model, self.model.scheduler, self.settings, progress)
+
+    def _check_mask(self, mask: np.ndarray, position: float) -> None:
+        """No window plan: any mask that reaches model space (checked there) is generated as one volume."""
+
+    def _generate(self, mask_ms, rng, generator, informed: dict, position: float, image_path, case_id) -> tuple:
+        padded = pad_volume(mask_ms, self.model.multiple)
+        cond = one_hot(torch.from_numpy(padded.astype(np.int64))[None, None], self.cfg["num_labels"], dim=1)[0]
+        latent = self.sampler.sample(
+            cond.float(), self.model.latent_shape(padded.shape), generator, self.conditioning_scale
+        )
+        x, y, z = mask_ms.shape
+        image = self.model.decode(latent)[:x, :y, :z]
+        record = {
+            "backend": "medlord",
+            "informed": {"mode": "none", "note": "the 3D backend takes no informed slice"},
+            "conditioning_scale": self.conditioning_scale,
+            "latent_shape": list(latent.shape),
+        }
+        return image, record
