@@ -228,3 +228,50 @@ def run_benchmark(
         overwrite=True,
     )
     return rows
+
+
+def volume_cost(synth, backend: str, size, output_dir: str, seed: int = 0, steps: int | None = None) -> dict:
+    """Seconds and peak resident memory of one synthesis at ``size`` with the networks run at that size (the
+    patient's own voxel size, in-plane padded to a multiple of 16): one size per process, so that the peak belongs
+    to it. Writes ``<output_dir>/<backend>_<X>x<Y>x<Z>.json``; quality is not the point here."""
+    patient = make_patient(tuple(size), seed=seed + 12345)
+    side = int(-(-max(size[:2]) // 16) * 16)
+    synth.cfg["grid"] = ModelGrid(side, np.abs(np.diag(patient["affine"])[:3]), synth.cfg["grid"].slices)
+    synth.sampler.progress = False
+    base_rss = _peak_rss_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        mask_path = os.path.join(tmp, "mask.nii.gz")
+        save_nifti(patient["label"], patient["affine"], mask_path)
+        with synth.variant({"steps": steps} if steps else {}):
+            start = time.perf_counter()
+            result = synth.synthesize(mask_path, seed, "bench", informed={"mode": "ig"})
+            seconds = time.perf_counter() - start
+    row = {
+        "backend": backend,
+        "size": list(size),
+        "model_in_plane": side,
+        "steps": synth.settings.steps,
+        "precision": synth.settings.precision,
+        "seconds_per_volume": round(seconds, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 0),
+        "rss_before_mb": round(base_rss, 0),
+        "cpu": cpu_summary(),
+        "torch_threads": torch.get_num_threads(),
+        "record_model_space": result["record"]["model_space"],
+    }
+    logger.info(" | ".join(f"{k}={v}" for k, v in row.items() if k != "record_model_space"))
+    name = f"{backend}_{'x'.join(str(int(s)) for s in size)}.json"
+    save_json(row, os.path.join(output_dir, name), overwrite=True)
+    return row
+
+
+def unet_flops(unet, latent_shape) -> float:
+    """FLOPs of one forward of a 3D latent UNet at ``latent_shape`` (C, x, y, z), counted on the meta device (no
+    memory, no compute), so that sizes this machine cannot run are still counted."""
+    import copy
+
+    net = copy.deepcopy(unet).to("meta")
+    x = torch.zeros((1, *latent_shape), device="meta")
+    with FlopCounterMode(display=False) as counter:
+        net(x, torch.zeros(1, device="meta", dtype=torch.long))
+    return float(counter.get_total_flops())

@@ -3,7 +3,8 @@
 Rows (same data, same sampler): GEM-3D with IC (also with 3D mask augmentation), IG and the true informed slice
 (paper Table 2 protocol), the ablations stage 1 only (no volumetric tuning), no overlap inpainting and independent
 starting noise per slice (the paper's sampler noise), and the Make-A-Volume-style baseline (mask only, no informed
-slice; ``baseline_mask_only.json``, same training budget).
+slice; ``baseline_mask_only.json``, same training budget) and the 3D latent diffusion backend (``backend``
+``medlord``).
 Metrics: FID-A/C/S against the real test set (floor: real training vs real test), through-plane consistency
 (gradient anisotropy and adjacent-slice SSIM, against the real test set and the autoencoder round trip), fidelity
 to the real volume for the true-informed rows and the baseline, mask adherence (a segmenter trained on real data,
@@ -47,6 +48,8 @@ DEFAULT_ROWS = {
     "gem3d_ic_independent_noise": {"informed": {"mode": "ic"}, "noise_correlation": 0.0},
     "gem3d_true_independent_noise": {"informed": {"mode": "true"}, "noise_correlation": 0.0},
     "stage1_only_true_independent_noise": {"informed": {"mode": "true"}, "network": "stage1", "noise_correlation": 0.0},
+    # the whole-volume 3D latent diffusion backend (MedLoRD-style, mask through a ControlNet; Table 2's "3D LDM")
+    "medlord_3d_ldm": {"backend": "medlord"},
 }
 
 

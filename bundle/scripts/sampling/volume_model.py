@@ -29,7 +29,7 @@ class VolumeModel:
         latent_scale_file: str,
         device="cpu",
         multiple: int = 16,
-        decode_patch=(16, 16, 16),
+        decode_patch=(32, 32, 32),
         decode_overlap: float = 0.25,
     ):
         self.device = torch.device(device)
@@ -42,9 +42,7 @@ class VolumeModel:
             controlnet=(controlnet, controlnet_file, "ControlNet"),
         )
         self._scale_file, self._scale, self._denoiser = latent_scale_file, None, None
-        self.decoder_inferer = SlidingWindowInferer(
-            roi_size=tuple(decode_patch), sw_batch_size=1, overlap=decode_overlap, mode="gaussian", progress=False
-        )
+        self.decode_patch, self.decode_overlap = tuple(int(p) for p in decode_patch), float(decode_overlap)
 
     @property
     def autoencoder(self):
@@ -74,4 +72,9 @@ class VolumeModel:
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         """(C, x, y, z) scaled latent -> (X, Y, Z) image, decoded patch by patch."""
         z = (latent[None].float() / self.scale).to(self.device)
-        return self.decoder_inferer(z, self.autoencoder.decode)[0, 0].float().cpu().numpy()
+        # a patch never larger than the latent: MONAI would pad the latent up to the patch and decode the padding
+        roi = tuple(min(p, s) for p, s in zip(self.decode_patch, z.shape[2:]))
+        inferer = SlidingWindowInferer(
+            roi, sw_batch_size=1, overlap=self.decode_overlap, mode="gaussian", progress=False
+        )
+        return inferer(z, self.autoencoder.decode)[0, 0].float().cpu().numpy()
