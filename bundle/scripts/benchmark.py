@@ -246,12 +246,12 @@ def volume_cost(synth, backend: str, size, output_dir: str, seed: int = 0, steps
             start = time.perf_counter()
             result = synth.synthesize(mask_path, seed, "bench", informed={"mode": "ig"})
             seconds = time.perf_counter() - start
+            used = {"steps": synth.settings.steps, "precision": synth.settings.precision}
     row = {
         "backend": backend,
         "size": list(size),
         "model_in_plane": side,
-        "steps": synth.settings.steps,
-        "precision": synth.settings.precision,
+        **used,
         "seconds_per_volume": round(seconds, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 0),
         "rss_before_mb": round(base_rss, 0),
