@@ -33,8 +33,8 @@ $RUN "['$C/inference.json','$C/train_segmenter.json']" --seg_patch "[64,64,64]" 
     --max_epochs 24 --val_interval 4
 # the 3D latent diffusion backend (--backend medlord): 3D autoencoder on 32^3 patches, latent UNet (its first 50
 # epochs ran as a separate call with validation every 5 epochs, then resumed to 200), ControlNet on the frozen UNet
-# (likewise 30 epochs, then resumed to 60)
+# (likewise 30 epochs, resumed to 60, then to 160 with validation every 20)
 $RUN "['$C/inference.json','$C/train_autoencoder.json','$C/medlord_autoencoder.json']" --max_epochs 16
 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/medlord_unet.json']" --max_epochs 200 --val_interval 10
 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/medlord_unet.json','$C/medlord_controlnet.json']" \
-    --max_epochs 60 --val_interval 10
+    --max_epochs 160 --val_interval 20

@@ -113,10 +113,3 @@ def load_or_build(
     if grid_file and section == "training":
         write_model_grid(grid, cache["cases"], grid_file)
     return cache
-
-
-def read_latent_scale(scale_file: str) -> float:
-    if not os.path.isfile(scale_file):
-        raise Gem3dInputError(f"latent scale file not found: {scale_file} (written by the window training)")
-    with open(scale_file) as f:
-        return float(json.load(f)["scale"])

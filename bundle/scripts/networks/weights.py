@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -39,3 +40,26 @@ class LazyWeights:
                 raise ValueError(f"this configuration declares no {what}")
             self._loaded[name] = load_weights(network, weights, what, self.device)
         return self._loaded[name]
+
+
+class LatentModel:
+    """What both backends' models share: lazily loaded ``networks`` (one of them the ``autoencoder``) and the latent
+    scale (1 / std of the training latents), read on first use."""
+
+    def __init__(self, device, latent_scale_file: str, **networks):
+        self.device = torch.device(device)
+        self.networks = LazyWeights(device, **networks)
+        self._scale_file, self._scale = latent_scale_file, None
+
+    @property
+    def autoencoder(self):
+        return self.networks["autoencoder"]
+
+    @property
+    def scale(self) -> float:
+        if self._scale is None:
+            if not os.path.isfile(self._scale_file):
+                raise Gem3dInputError(f"latent scale file not found: {self._scale_file} (written by the training)")
+            with open(self._scale_file) as f:
+                self._scale = float(json.load(f)["scale"])
+        return self._scale

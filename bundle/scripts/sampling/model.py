@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.latent_cache import read_latent_scale
 from ..networks.latents import decode_latents, encode_slices
-from ..networks.weights import LazyWeights
+from ..networks.weights import LatentModel
 
 
-class Gem3dModel:
+class Gem3dModel(LatentModel):
     """The shipped (EMA) weights in the networks the config declares, loaded on first use; slice coding."""
 
     def __init__(
@@ -26,31 +25,20 @@ class Gem3dModel:
         device="cpu",
         decode_batch: int = 32,
     ):
-        self.device = torch.device(device)
-        self.networks = LazyWeights(
+        super().__init__(
             device,
+            latent_scale_file,
             autoencoder=(autoencoder, autoencoder_file, "autoencoder"),
             window_net=(window_net, window_file, "window model"),
             informed_net=(informed_net, informed_file, "informed-slice model (mode 'ig')"),
         )
         self.scheduler = scheduler
-        self._scale_file, self._scale = latent_scale_file, None
         self.decode_batch = int(decode_batch)
         self._latent_shapes: dict[int, tuple] = {}
 
     @property
-    def autoencoder(self):
-        return self.networks["autoencoder"]
-
-    @property
     def window_net(self):
         return self.networks["window_net"]
-
-    @property
-    def scale(self) -> float:
-        if self._scale is None:
-            self._scale = read_latent_scale(self._scale_file)
-        return self._scale
 
     def informed_model(self):
         """The informed-slice model (only mode 'ig' needs it)."""

@@ -11,12 +11,11 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from ..data.latent_cache import read_latent_scale
 from ..networks.controlled_unet import ControlledUNet
-from ..networks.weights import LazyWeights
+from ..networks.weights import LatentModel
 
 
-class VolumeModel:
+class VolumeModel(LatentModel):
     def __init__(
         self,
         autoencoder,
@@ -32,21 +31,17 @@ class VolumeModel:
         decode_patch=(32, 32, 32),
         decode_overlap: float = 0.25,
     ):
-        self.device = torch.device(device)
-        self.scheduler = scheduler
-        self.multiple = int(multiple)  # model-space sizes must divide by it (autoencoder x UNet downsampling)
-        self.networks = LazyWeights(
+        super().__init__(
             device,
+            latent_scale_file,
             autoencoder=(autoencoder, autoencoder_file, "3D autoencoder"),
             unet=(unet, unet_file, "3D latent UNet"),
             controlnet=(controlnet, controlnet_file, "ControlNet"),
         )
-        self._scale_file, self._scale, self._denoiser = latent_scale_file, None, None
+        self.scheduler = scheduler
+        self.multiple = int(multiple)  # model-space sizes must divide by it (autoencoder x UNet downsampling)
         self.decode_patch, self.decode_overlap = tuple(int(p) for p in decode_patch), float(decode_overlap)
-
-    @property
-    def autoencoder(self):
-        return self.networks["autoencoder"]
+        self._denoiser = None
 
     @property
     def denoiser(self) -> ControlledUNet:
@@ -54,12 +49,6 @@ class VolumeModel:
             unet, controlnet = self.networks["unet"], self.networks["controlnet"]
             self._denoiser = ControlledUNet(unet, controlnet, copy_encoder=False).eval()
         return self._denoiser
-
-    @property
-    def scale(self) -> float:
-        if self._scale is None:
-            self._scale = read_latent_scale(self._scale_file)
-        return self._scale
 
     @torch.inference_mode()
     def latent_shape(self, shape) -> tuple:
