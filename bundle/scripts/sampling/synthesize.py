@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 class Synthesizer:
     """Turns one mask into one synthetic volume; every parameter that shaped the result goes into its record."""
 
+    variant_attributes: tuple = ()  # a backend's own settings that ``variant`` may override too
+
     def __init__(
         self,
         model,
@@ -104,11 +106,15 @@ class Synthesizer:
         overrides = dict(overrides or {})
         swapped = [(self, "settings"), (self, "precision_reason"), (self, "informed"), (self, "augment")]
         swapped += [(self.sampler, "network"), (self.sampler, "scheduler")]
+        swapped += [(self, name) for name in self.variant_attributes]
         saved = [getattr(obj, name) for obj, name in swapped]
         solver = overrides.pop("solver", None)
         informed = overrides.pop("informed", None)
         augment = overrides.pop("augment", None)
         try:
+            for name in self.variant_attributes:
+                if name in overrides:
+                    setattr(self, name, type(getattr(self, name))(overrides.pop(name)))
             fields = {k: overrides.pop(k) for k in list(overrides) if k in SamplerSettings.__dataclass_fields__}
             if overrides:
                 raise Gem3dInputError(f"unknown synthesis overrides {sorted(overrides)}")

@@ -37,6 +37,8 @@ class VolumeSampler:
 
 
 class VolumeSynthesizer(Synthesizer):
+    variant_attributes = ("conditioning_scale",)
+
     def __init__(
         self,
         model,
