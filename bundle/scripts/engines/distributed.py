@@ -25,5 +25,7 @@ def setup() -> bool:
 
 
 def teardown() -> None:
+    """Leave the process group once every rank is done (a rank that leaves early can abort the others' gloo)."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
