@@ -128,7 +128,7 @@ def test_medlord_patchwise_decoding_matches_whole_volume_decoding():
     """The 3D backend decodes by overlapping latent patches (memory bounded by the patch): on a real demo volume,
     32^3-voxel patches agree with decoding the whole volume at once, and leave no seam across patch borders."""
     from scripts.data.datalist import load_case, read_datalist
-    from scripts.data.volume_latents import encode_volume
+    from scripts.networks.latents import encode_volume
 
     parser = parser_with({})
     model = parser.get_parsed_content("medlord_model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from monai.networks.utils import one_hot
 
 OFFSET_SCALE = 16.0  # slice offsets from the informed slice are given in units of the default window length
 
@@ -12,6 +13,11 @@ def mask_to_latent_grid(mask: torch.Tensor, num_labels: int, latent_size: int) -
     """(Z, S, S) integer mask -> (Z, L, h, w) one-hot label occupancy at latent resolution (area pooling)."""
     onehot = F.one_hot(mask.long().clamp(0, num_labels - 1), num_labels).permute(0, 3, 1, 2).float()
     return F.adaptive_avg_pool2d(onehot, latent_size)
+
+
+def mask_onehot(mask, num_labels: int) -> torch.Tensor:
+    """(X, Y, Z) integer mask -> (L, X, Y, Z) float one-hot: the 3D backend's control, in training and sampling."""
+    return one_hot(torch.as_tensor(mask).long()[None, None], num_labels, dim=1)[0].float()
 
 
 def window_condition(

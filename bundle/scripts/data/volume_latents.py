@@ -1,8 +1,8 @@
 """Whole-volume latents of the 3D backend: every training volume encoded once by the 3D autoencoder and cached.
 
 MedLoRD trains its latent diffusion UNet on pre-encoded whole-volume latents; here they come from the same
-model-space volumes as GEM-3D's (``load_volumes``), padded at the end of z to a multiple the networks need, and each
-volume also left-right flipped (the demo's 32 training volumes are few for a 3D model).
+model-space volumes as GEM-3D's (``load_volumes``), padded at the end of each axis to a multiple the networks need,
+and each volume also left-right flipped (the demo's 32 training volumes are few for a 3D model).
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import os
 
 import numpy as np
 import torch
-from monai.networks.utils import one_hot
 from monai.transforms import DivisiblePad
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import Gem3dInputError
 from ..io import save_json
+from ..networks.latents import encode_volume
 from ..networks.weights import load_weights
+from .conditioning import mask_onehot
 from .latent_cache import cached, encoder_md5, file_md5, latent_scale
 from .slices import load_volumes
 
@@ -27,13 +28,6 @@ def pad_volume(volume: np.ndarray, multiple: int) -> np.ndarray:
     """(X, Y, Z) -> each size up to the next multiple of ``multiple``: zeros (background) after the last voxel, so
     ``padded[:X, :Y, :Z]`` is the volume again."""
     return np.asarray(DivisiblePad(k=int(multiple), method="end")(np.asarray(volume)[None])[0])
-
-
-@torch.inference_mode()
-def encode_volume(autoencoder, volume: np.ndarray, device) -> torch.Tensor:
-    """(X, Y, Z) image -> (C, x, y, z) posterior-mean latent (unscaled, on the CPU)."""
-    x = torch.as_tensor(np.asarray(volume, np.float32))[None, None].to(device)
-    return autoencoder.encode(x)[0][0].cpu()
 
 
 def load_or_build_volumes(
@@ -99,6 +93,6 @@ class VolumeLatentDataset(Dataset):
         case = self.cases[i]
         item = {"image": case["latent"].float() * self.scale}
         if self.condition:
-            mask = one_hot(case["mask"].long()[None, None], self.num_labels, dim=1)[0].float()
+            mask = mask_onehot(case["mask"], self.num_labels)
             item["condition"] = torch.zeros_like(mask) if torch.rand(()) < self.dropout else mask
         return item

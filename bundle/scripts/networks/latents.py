@@ -1,4 +1,4 @@
-"""Slices to autoencoder latents and back, in bounded batches (memory grows with the batch, not the volume)."""
+"""Slices (in bounded batches: memory grows with the batch, not the volume) and 3D volumes to latents and back."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ def encode_slices(autoencoder, slices: np.ndarray, device, batch: int) -> torch.
     """(N, S, S) images -> (N, C, h, w) posterior-mean latents (unscaled, on the CPU)."""
     x = torch.as_tensor(np.asarray(slices, dtype=np.float32))[:, None]
     return torch.cat([autoencoder.encode(x[i : i + batch].to(device))[0].cpu() for i in range(0, len(x), batch)])
+
+
+@torch.inference_mode()
+def encode_volume(autoencoder, volume: np.ndarray, device) -> torch.Tensor:
+    """(X, Y, Z) image -> (C, x, y, z) posterior-mean latent of a 3D autoencoder (unscaled, on the CPU)."""
+    x = torch.as_tensor(np.asarray(volume, np.float32))[None, None].to(device)
+    return autoencoder.encode(x)[0][0].cpu()
 
 
 @torch.inference_mode()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.networks.utils import one_hot
 
+from ..data.conditioning import mask_onehot
 from ..data.volume_latents import pad_volume
 from .sampler import SamplerSettings, denoise
 from .synthesize import Synthesizer
@@ -78,10 +78,8 @@ class VolumeSynthesizer(Synthesizer):
 
     def _generate(self, mask_ms, rng, generator, informed: dict, position: float, image_path, case_id) -> tuple:
         padded = pad_volume(mask_ms, self.model.multiple)
-        cond = one_hot(torch.from_numpy(padded.astype(np.int64))[None, None], self.cfg["num_labels"], dim=1)[0]
-        latent = self.sampler.sample(
-            cond.float(), self.model.latent_shape(padded.shape), generator, self.conditioning_scale
-        )
+        cond = mask_onehot(padded.astype(np.int64), self.cfg["num_labels"])
+        latent = self.sampler.sample(cond, self.model.latent_shape(padded.shape), generator, self.conditioning_scale)
         x, y, z = mask_ms.shape
         image = self.model.decode(latent)[:x, :y, :z]
         record = {
