@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import torch
 from conftest import CONFIGS
 from monai.bundle import ConfigParser
@@ -24,6 +25,10 @@ TINY_OVERRIDES = {
     "medlord_unet_blocks#norm_num_groups": 8,
     "medlord_unet_blocks#num_head_channels": 8,
     "medlord_steps": 3,
+    "joint_unet_def#unet#channels": [16, 16, 16],
+    "joint_unet_def#unet#norm_num_groups": 8,
+    "joint_unet_def#unet#num_head_channels": 8,
+    "joint_steps": 3,
 }
 
 
@@ -50,13 +55,32 @@ def make_tiny_model(model_dir: str, dataset_dir: str) -> dict:
     torch.save(parser.get_parsed_content("segmenter_def").state_dict(), os.path.join(model_dir, "segmenter.pt"))
     for name in ("medlord_autoencoder", "medlord_unet", "medlord_controlnet"):
         torch.save(parser.get_parsed_content(f"{name}_def").state_dict(), os.path.join(model_dir, f"{name}.pt"))
-    for name in ("latent_scale.json", "medlord_latent_scale.json"):
+    for name in ("joint_autoencoder", "joint_unet"):
+        torch.save(parser.get_parsed_content(f"{name}_def").state_dict(), os.path.join(model_dir, f"{name}.pt"))
+    write_attribute_table(dataset_dir, os.path.join(model_dir, "joint_attributes.json"))
+    for name in ("latent_scale.json", "medlord_latent_scale.json", "joint_latent_scale.json"):
         with open(os.path.join(model_dir, name), "w") as f:
             json.dump({"scale": 1.0}, f)
     # the tiny demo set's voxel size (its 32^3 grid spans the same template as the 64^3 demo)
     with open(os.path.join(model_dir, "model_grid.json"), "w") as f:
         json.dump({"size": 32, "spacing": TINY_SPACING, "slices": [32, 32]}, f)
     return overrides
+
+
+def write_attribute_table(dataset_dir: str, path: str) -> None:
+    """The joint model's tumour-vector table from the training labels of the demo set in ``dataset_dir``."""
+    import nibabel as nib
+    from scripts.data.label_set import BRATS
+    from scripts.data.tumour_attributes import AttributeTable, tumour_attributes
+
+    datalist = json.load(open(os.path.join(dataset_dir, "datalist.json")))
+    rows = []
+    for item in datalist["training"]:
+        img = nib.load(os.path.join(dataset_dir, item["label"]))
+        spacing = img.header.get_zooms()[:3]
+        rows.append(tumour_attributes(np.asarray(img.dataobj), spacing, BRATS.lesion_labels))
+    with open(path, "w") as f:
+        json.dump(AttributeTable(rows).as_dict(), f)
 
 
 def build_synthesizer(overrides: dict, **extra):

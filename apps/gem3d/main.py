@@ -5,7 +5,8 @@ Options (``--conf key value``):
     overrides   JSON object of bundle config overrides, e.g. '{"steps": 20}' or another model_dir
     repeats     default k for the batch enhancement of the datastore (default 1)
 
-Tasks: ``gem3d_synthesis`` (one mask -> one new image, stored in the datastore) and, through MONAI Label's batch
+Tasks: ``gem3d_synthesis`` (one mask -> one new image, stored in the datastore), ``gem3d_generate_case`` (tumour
+attributes -> a new image with its mask, from the joint model, stored in the datastore) and, through MONAI Label's batch
 infer, the enhancement of the whole datastore (``POST /batch/infer/gem3d_synthesis``, params ``repeats``, ``seed``,
 ``steps``, ``augment``; default augmentation: the bundle's ``enhance.json``).
 """
@@ -37,6 +38,8 @@ class MyApp(MONAILabelApp):
         self.backend = self.parser.get_parsed_content("backend")
         for synth in self.synthesizers.values():
             synth.sampler.progress = False
+        self.case_generator = self.parser.get_parsed_content("case_generator")
+        self.case_generator.progress = False
         self.enhance_augment = bundle_setting(conf.get("bundle"), "enhance.json", "augment")
         meta = self.parser.get("_meta_", {})
         super().__init__(
@@ -54,7 +57,10 @@ class MyApp(MONAILabelApp):
         task = lib.infers.SynthesisTask(
             self.synthesizers, self.backend, self.datastore, "GEM-3D synthesis of an image volume for a mask"
         )
-        return {"gem3d_synthesis": task}
+        generate = lib.infers.CaseGenerationTask(
+            self.case_generator, self.datastore, "A new image with its tumour mask from tumour attributes (joint model)"
+        )
+        return {"gem3d_synthesis": task, "gem3d_generate_case": generate}
 
     def init_batch_infer(self):
         return lib.infers.DatastoreEnhancement("gem3d_synthesis", self.repeats, self.enhance_augment)

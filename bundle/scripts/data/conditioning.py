@@ -16,7 +16,8 @@ def mask_to_latent_grid(mask: torch.Tensor, num_labels: int, latent_size: int) -
 
 
 def mask_onehot(mask, num_labels: int) -> torch.Tensor:
-    """(X, Y, Z) integer mask -> (L, X, Y, Z) float one-hot: the 3D backend's control, in training and sampling."""
+    """(X, Y, Z) (or (X, Y)) integer mask -> (L, X, Y, Z) float one-hot: the 3D backend's control, in training and
+    sampling, and the mask channels of the joint autoencoder."""
     return one_hot(torch.as_tensor(mask).long()[None, None], num_labels, dim=1)[0].float()
 
 

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import Gem3dInputError
+from .conditioning import mask_onehot
 from .datalist import load_case, read_datalist
 
 
@@ -29,15 +30,20 @@ def load_volumes(
 
 
 class SliceDataset(Dataset):
-    """Axial slices that contain anatomy (foreground fraction above ``min_foreground``), as image/label pairs."""
+    """Axial slices that contain anatomy (foreground fraction above ``min_foreground``), as image/label pairs.
 
-    def __init__(self, volumes: list[dict], min_foreground: float = 0.02, stride: int = 1):
-        self.slices = []
+    With ``num_labels`` > 0 (the joint image + mask autoencoder) each item has 1 + ``num_labels`` channels: the
+    image and the one-hot mask slice."""
+
+    def __init__(self, volumes: list[dict], min_foreground: float = 0.02, stride: int = 1, num_labels: int = 0):
+        self.slices, self.masks, self.num_labels = [], [], int(num_labels)
         for case in volumes:
             img = case["image"]
             for z in range(0, img.shape[2], stride):
                 if (case["label"][:, :, z] > 0).mean() >= min_foreground:
                     self.slices.append(np.ascontiguousarray(img[:, :, z]))
+                    if self.num_labels:
+                        self.masks.append(np.ascontiguousarray(case["label"][:, :, z]))
         if not self.slices:
             raise Gem3dInputError("no slice with anatomy found in the training volumes")
 
@@ -46,4 +52,6 @@ class SliceDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         x = torch.from_numpy(self.slices[i])[None]
+        if self.num_labels:
+            x = torch.cat([x, mask_onehot(self.masks[i], self.num_labels)])
         return {"image": x, "label": x}

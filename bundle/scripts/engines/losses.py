@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from monai.losses import SSIMLoss
 from torch import nn
 
@@ -13,17 +14,34 @@ class KLAutoencoderLoss(nn.Module):
     MONAI's SupervisedTrainer hands the network's whole output to the loss; AutoencoderKL returns a tuple
     (recon, mu, sigma), which MONAI's own losses do not unpack. The SSIM term (MONAI ``SSIMLoss``) is off by
     default; the decoder fine-tuning turns it on to push structural similarity, which L1 alone raises slowly.
+
+    Channels after the first ``image_channels`` are a one-hot mask (the joint image + mask autoencoder): the output's
+    mask channels are logits, scored by cross-entropy against the label (weight ``mask_weight``); the image terms
+    see only the image channels.
     """
 
-    def __init__(self, kl_weight: float = 1e-6, ssim_weight: float = 0.0, spatial_dims: int = 2):
+    def __init__(
+        self,
+        kl_weight: float = 1e-6,
+        ssim_weight: float = 0.0,
+        spatial_dims: int = 2,
+        image_channels: int = 1,
+        mask_weight: float = 1.0,
+    ):
         super().__init__()
         self.kl_weight, self.ssim_weight = kl_weight, ssim_weight
+        self.image_channels, self.mask_weight = int(image_channels), float(mask_weight)
         self.ssim = SSIMLoss(spatial_dims=spatial_dims, data_range=1.0) if ssim_weight > 0 else None
 
     def forward(self, output, target: torch.Tensor) -> torch.Tensor:
         recon, mu, sigma = output
         recon, target = recon.float(), target.float()
-        loss = torch.abs(recon - target).mean()
+        c = self.image_channels
+        mask_loss = 0.0
+        if target.shape[1] > c:
+            mask_loss = self.mask_weight * F.cross_entropy(recon[:, c:], target[:, c:].argmax(1))
+            recon, target = recon[:, :c], target[:, :c]
+        loss = torch.abs(recon - target).mean() + mask_loss
         if self.ssim is not None:
             loss = loss + self.ssim_weight * self.ssim(recon, target)
         if self.kl_weight > 0:

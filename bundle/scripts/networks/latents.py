@@ -8,8 +8,10 @@ import torch
 
 @torch.inference_mode()
 def encode_slices(autoencoder, slices: np.ndarray, device, batch: int) -> torch.Tensor:
-    """(N, S, S) images -> (N, C, h, w) posterior-mean latents (unscaled, on the CPU)."""
-    x = torch.as_tensor(np.asarray(slices, dtype=np.float32))[:, None]
+    """(N, S, S) images (or (N, K, S, S): several input channels) -> (N, C, h, w) posterior-mean latents (unscaled,
+    on the CPU)."""
+    x = torch.as_tensor(np.asarray(slices, dtype=np.float32))
+    x = x[:, None] if x.ndim == 3 else x
     return torch.cat([autoencoder.encode(x[i : i + batch].to(device))[0].cpu() for i in range(0, len(x), batch)])
 
 
@@ -21,10 +23,15 @@ def encode_volume(autoencoder, volume: np.ndarray, device) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def decode_latents(autoencoder, latents: torch.Tensor, device, batch: int) -> np.ndarray:
-    """(N, C, h, w) unscaled latents -> (S, S, N) image (slices stacked along the last axis)."""
+def decode_slices(autoencoder, latents: torch.Tensor, device, batch: int) -> np.ndarray:
+    """(N, C, h, w) unscaled latents -> (N, K, S, S): every output channel of every slice."""
     parts = [
-        autoencoder.decode(latents[i : i + batch].to(device))[:, 0].float().cpu().numpy()
+        autoencoder.decode(latents[i : i + batch].to(device)).float().cpu().numpy()
         for i in range(0, latents.shape[0], batch)
     ]
-    return np.ascontiguousarray(np.moveaxis(np.concatenate(parts), 0, 2))
+    return np.concatenate(parts)
+
+
+def decode_latents(autoencoder, latents: torch.Tensor, device, batch: int) -> np.ndarray:
+    """(N, C, h, w) unscaled latents -> (S, S, N) image (slices stacked along the last axis)."""
+    return np.ascontiguousarray(np.moveaxis(decode_slices(autoencoder, latents, device, batch)[:, 0], 0, 2))

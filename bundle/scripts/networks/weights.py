@@ -23,6 +23,26 @@ def load_weights(network: torch.nn.Module, weights: str, what: str, device="cpu"
     return network.to(device).eval()
 
 
+def init_from(network: torch.nn.Module, weights: str, what: str) -> torch.nn.Module:
+    """Start ``network`` from another network's ``weights`` where they fit: tensors of the same name and rank get
+    the overlapping block (so a first convolution with more input channels starts from the old one's image
+    channel, the new channels at zero), everything else keeps its initialisation."""
+    if not os.path.isfile(weights):
+        raise Gem3dInputError(f"{what}: weights to start from not found: {weights}")
+    source = torch.load(weights, map_location="cpu", weights_only=True)
+    state = network.state_dict()
+    for name, target in state.items():
+        src = source.get(name)
+        if src is None or src.ndim != target.ndim:
+            continue
+        block = tuple(slice(0, min(a, b)) for a, b in zip(src.shape, target.shape))
+        if src.shape != target.shape and target.ndim > 1:
+            target.zero_()
+        target[block] = src[block].to(target.dtype)
+    network.load_state_dict(state)
+    return network
+
+
 class LazyWeights:
     """Networks whose weights load on first use (``lazy["name"]``): a job can declare every backend and load only
     the one it runs. Each entry is ``name=(network, weights file, what)``; errors name ``what`` and the file."""

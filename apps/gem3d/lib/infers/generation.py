@@ -1,0 +1,129 @@
+"""The case-generation task: tumour attributes in, a new image with its mask out (the bundle's joint model), both
+added to the datastore so that Slicer's Next Sample shows them.
+
+MONAI Label's infer route needs an image id; this task takes any image of the datastore (Slicer sends the current
+one) and does not read it: the new case does not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from ..request_scope import RequestError, remove_when_request_ends
+from .synthesis import SYNTHETIC_PREFIX, _as_float, _as_int
+
+logger = logging.getLogger(__name__)
+
+PARAMS = {
+    "seed": 0,
+    "steps": None,  # None: the bundle's joint_steps
+    "guidance_scale": None,  # None: the bundle's joint_guidance_scale
+    "volume_ml": None,
+    "sphericity": None,
+    "surface_mm2": None,
+    "centre": None,  # [x, y, z] (or "x,y,z") in [0, 1] of the anatomy's bounding box, RAS
+    "extent": None,
+    "count": None,
+    "healthy": False,
+}
+
+
+def _vector(params, key):
+    value = params.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = [float(v) for v in value.replace("[", "").replace("]", "").split(",")]
+        except ValueError:
+            raise RequestError(f"parameter '{key}' must be three numbers x,y,z, got {params.get(key)!r}") from None
+    return value
+
+
+class CaseGenerationTask(InferTask):
+    """A new labelled case from tumour attributes; unspecified attributes come from the training distribution."""
+
+    def __init__(self, generator, datastore_fn, description: str):
+        super().__init__(
+            type=InferType.OTHERS,
+            labels=None,
+            dimension=3,
+            description=description,
+            config={
+                **PARAMS,
+                "steps": generator.steps,
+                "guidance_scale": generator.guidance,
+                "result_extension": ".nii.gz",
+            },
+        )
+        self.generator, self.datastore_fn = generator, datastore_fn
+        self._lock = threading.Lock()  # compute-bound: one generation at a time, each with its own settings
+
+    def is_valid(self) -> bool:
+        return True
+
+    def info(self):
+        info = super().info()
+        info["output"] = "image"
+        info["params"] = {
+            "seed": "integer >= 0",
+            "steps": f"solver steps, 1..{self.generator.model.scheduler.num_train_timesteps}",
+            "guidance_scale": "classifier-free guidance, 0..20 (1: none)",
+            "volume_ml": "tumour volume in ml, >= 0 (0: healthy)",
+            "sphericity": "0..1",
+            "surface_mm2": ">= 0",
+            "centre": "x,y,z in [0, 1] of the anatomy's box (RAS: left->right, posterior->anterior, inferior->superior)",
+            "extent": "x,y,z in [0, 1] of the anatomy's box",
+            "count": "number of tumours, >= 0",
+            "healthy": "true: no tumour",
+        }
+        return info
+
+    def __call__(self, request):
+        from scripts.sampling.generate_cases import tumour_request  # the bundle's package, on sys.path
+        from scripts.sampling.results import write_result
+
+        seed = _as_int(request, "seed", 0, 2**31 - 1)
+        gen = self.generator
+        steps = _as_int(
+            {"steps": request.get("steps") or gen.steps}, "steps", 1, gen.model.scheduler.num_train_timesteps
+        )
+        guidance = _as_float({"guidance_scale": request.get("guidance_scale", gen.guidance)}, "guidance_scale", 0, 20)
+        healthy = str(request.get("healthy", False)).lower() in ("1", "true", "yes")
+        attrs = {k: request.get(k) for k in ("volume_ml", "sphericity", "surface_mm2", "count")}
+        wanted = tumour_request(
+            attrs["volume_ml"],
+            attrs["sphericity"],
+            attrs["surface_mm2"],
+            _vector(request, "centre"),
+            _vector(request, "extent"),
+            attrs["count"],
+            healthy,
+        )  # a bad attribute is a Gem3dInputError naming it: HTTP 422
+        start = time.time()
+        with self._lock:
+            saved = gen.steps, gen.guidance
+            gen.steps, gen.guidance = steps, guidance
+            try:
+                result = gen.generate(wanted, seed)
+            finally:
+                gen.steps, gen.guidance = saved
+        ds = self.datastore_fn()
+        new_id, n = f"{SYNTHETIC_PREFIX}case_s{seed}", 1
+        while new_id in ds.list_images():
+            n += 1
+            new_id = f"{SYNTHETIC_PREFIX}case_s{seed}_{n}"
+        folder = tempfile.mkdtemp(prefix="gem3d_")
+        remove_when_request_ends(folder)
+        paths = write_result(result, folder, new_id, overwrite=True)
+        record = json.loads(json.dumps(result["record"], default=str))
+        ds.add_image(new_id, paths["image"], {"gem3d": record})
+        ds.save_label(new_id, paths["label"], "final", {"gem3d_generated": True})
+        logger.info(f"generated {new_id} in {time.time() - start:.1f} s")
+        return paths["image"], {"generated_image_id": new_id, "seconds": round(time.time() - start, 2), **record}
