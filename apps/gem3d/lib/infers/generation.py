@@ -78,7 +78,7 @@ class CaseGenerationTask(InferTask):
             "volume_ml": "tumour volume in ml, >= 0 (0: healthy)",
             "sphericity": "0..1",
             "surface_mm2": ">= 0",
-            "centre": "x,y,z in [0, 1] of the anatomy's box (RAS: left->right, posterior->anterior, inferior->superior)",
+            "centre": "x,y,z in [0, 1] of the anatomy's box (RAS: left->right, back->front, foot->head)",
             "extent": "x,y,z in [0, 1] of the anatomy's box",
             "count": "number of tumours, >= 0",
             "healthy": "true: no tumour",
