@@ -158,6 +158,37 @@ def test_backend_switch_serves_the_3d_backend(server):
     assert img.shape == (32, 32, 32) and img.get_data_dtype() == np.float32
 
 
+def test_case_generation_adds_a_new_labelled_image_and_refuses_bad_attributes(server):
+    """The joint model's task: attributes as params, the new image and its mask in the datastore, Next Sample
+    hands it out; an attribute out of range is a 422 naming it, and nothing is added."""
+    client = _client(server)
+    ids = sorted(i for i in client.datastore()["objects"] if not i.startswith("gem3d_"))
+    assert "gem3d_generate_case" in client.info()["models"]
+    out, params = client.infer(
+        "gem3d_generate_case", ids[0], {"seed": 7, "steps": 2, "volume_ml": 3, "centre": "0.4,0.6,0.5"}
+    )
+    params = json.loads(params) if isinstance(params, str) else params
+    new_id = params["generated_image_id"]
+    assert new_id == "gem3d_case_s7" and params["requested"]["centre_y"] == 0.6
+    assert params["conditioned_on"]["volume_ml"] == 3 and "achieved" in params
+    img = nib.load(out)
+    assert img.shape == (32, 32, 32) and img.get_data_dtype() == np.float32
+    ds = client.datastore()
+    assert new_id in ds["objects"] and "final" in ds["objects"][new_id]["labels"]
+    assert client.next_sample("gem3d_synthetic", {})["id"] == new_id
+
+    before = set(client.datastore()["objects"])
+    for bad, match in (({"sphericity": 2}, "sphericity=2 is out of range"), ({"centre": "0.5,x,1"}, "three numbers")):
+        r = requests.post(
+            f"{server['url']}/infer/gem3d_generate_case",
+            params={"image": ids[0]},
+            data={"params": json.dumps({"steps": 2, **bad})},
+            timeout=60,
+        )
+        assert r.status_code == 422 and match in r.text, (r.status_code, r.text[:300])
+    assert set(client.datastore()["objects"]) == before
+
+
 @pytest.mark.parametrize(
     "params,label,match",
     [

@@ -57,3 +57,26 @@ def refusal_in(exc: BaseException | None) -> BaseException | None:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def int_param(params: dict, key: str, lo: int, hi: int, default=None) -> int:
+    """``params[key]`` (or ``default``) as an integer in [lo, hi]; a refusal naming the parameter otherwise."""
+    value = params.get(key, default)
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"parameter '{key}' must be an integer, got {params.get(key)!r}") from None
+    if not lo <= value <= hi:
+        raise RequestError(f"parameter '{key}' must lie in [{lo}, {hi}], got {value}")
+    return value
+
+
+def float_param(params: dict, key: str, lo: float, hi: float, default=None) -> float:
+    """``params[key]`` (or ``default``) as a number in [lo, hi]; a refusal naming the parameter otherwise."""
+    try:
+        value = float(params.get(key, default))
+    except (TypeError, ValueError):
+        raise RequestError(f"parameter '{key}' must be a number, got {params.get(key)!r}") from None
+    if not lo <= value <= hi:
+        raise RequestError(f"parameter '{key}' must lie in [{lo}, {hi}], got {value}")
+    return value

@@ -15,8 +15,8 @@ import time
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from ..request_scope import RequestError, remove_when_request_ends
-from .synthesis import SYNTHETIC_PREFIX, _as_float, _as_int
+from ..request_scope import RequestError, float_param, int_param, remove_when_request_ends
+from .synthesis import SYNTHETIC_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +89,10 @@ class CaseGenerationTask(InferTask):
         from scripts.sampling.generate_cases import tumour_request  # the bundle's package, on sys.path
         from scripts.sampling.results import write_result
 
-        seed = _as_int(request, "seed", 0, 2**31 - 1)
         gen = self.generator
-        steps = _as_int(
-            {"steps": request.get("steps") or gen.steps}, "steps", 1, gen.model.scheduler.num_train_timesteps
-        )
-        guidance = _as_float({"guidance_scale": request.get("guidance_scale", gen.guidance)}, "guidance_scale", 0, 20)
+        seed = int_param(request, "seed", 0, 2**31 - 1, 0)
+        steps = int_param(request, "steps", 1, gen.model.scheduler.num_train_timesteps, gen.steps)
+        guidance = float_param(request, "guidance_scale", 0.0, 20.0, gen.guidance)
         healthy = str(request.get("healthy", False)).lower() in ("1", "true", "yes")
         attrs = {k: request.get(k) for k in ("volume_ml", "sphericity", "surface_mm2", "count")}
         wanted = tumour_request(

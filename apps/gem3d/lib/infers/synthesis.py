@@ -11,7 +11,7 @@ import time
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from ..request_scope import RequestError, is_refusal, remove_when_request_ends
+from ..request_scope import RequestError, float_param, int_param, is_refusal, remove_when_request_ends
 
 logger = logging.getLogger(__name__)
 
@@ -28,24 +28,11 @@ PARAMS = {
 
 
 def _as_int(params, key, lo, hi):
-    value = params.get(key, PARAMS[key])
-    try:
-        value = int(value)
-    except (TypeError, ValueError):
-        raise RequestError(f"parameter '{key}' must be an integer, got {params.get(key)!r}") from None
-    if not lo <= value <= hi:
-        raise RequestError(f"parameter '{key}' must lie in [{lo}, {hi}], got {value}")
-    return value
+    return int_param(params, key, lo, hi, PARAMS[key])
 
 
 def _as_float(params, key, lo, hi):
-    try:
-        value = float(params.get(key, PARAMS[key]))
-    except (TypeError, ValueError):
-        raise RequestError(f"parameter '{key}' must be a number, got {params.get(key)!r}") from None
-    if not lo <= value <= hi:
-        raise RequestError(f"parameter '{key}' must lie in [{lo}, {hi}], got {value}")
-    return value
+    return float_param(params, key, lo, hi, PARAMS[key])
 
 
 class SynthesisTask(InferTask):
