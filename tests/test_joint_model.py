@@ -198,6 +198,17 @@ def test_joint_jobs_train_generate_and_hand_off(tmp_path, tiny_demo):
     )
     assert len(json.load(open(tmp_path / "enhanced" / "datalist.json"))["training"]) == 2
 
+    bench = {"output_dir": str(tmp_path / "bench"), "joint_n_volumes": 2, "joint_n_centres": 1, "joint_n_free": 2}
+    run_bundle(["inference.json", "benchmark_joint.json"], {**ov, **bench, "joint_n_healthy": 1})
+    metrics = json.load(open(tmp_path / "bench" / "metrics.json"))
+    assert metrics["control"]["cases"] == 2 and metrics["healthy"]["cases"] == 1
+    assert {"fid_a", "fid_c", "fid_s", "grad_anisotropy_x_real"} <= set(metrics["realism"])
+    assert "whole_tumour" in metrics["agreement_generated"] and metrics["cost"]["seconds_per_case_mean"] > 0
+    assert (
+        os.path.isfile(tmp_path / "bench" / "control.png")
+        and "volume_rel_error" in open(tmp_path / "bench" / "report.md").read()
+    )
+
     bad = run_bundle(job, {**ov, "sphericity": 1.5, "output_dir": str(tmp_path / "bad")}, check=False)
     assert bad.returncode != 0 and "sphericity=1.5 is out of range" in bad.stdout + bad.stderr
     assert not os.path.exists(tmp_path / "bad" / "datalist.json")
