@@ -34,6 +34,7 @@ from .precision import cpu_features
 from .preview import triplanar_figure
 
 logger = logging.getLogger(__name__)
+FIDS = ("fid_a", "fid_c", "fid_s")
 
 
 def control_requests(table, n_volumes: int = 8, n_centres: int = 4, seed: int = 0) -> list[dict]:
@@ -220,7 +221,7 @@ def _report(results: dict, output_dir: str) -> None:
         "|---|---|---|---|---|---|",
         f"| generated | {r['fid_a']:.2f} | {r['fid_c']:.2f} | {r['fid_s']:.2f} | {r['grad_anisotropy_x_real']:.2f} | "
         f"{r['adjacent_ssim_minus_real']:+.3f} |",
-        "| real train vs real test | " + " | ".join(f"{floor[k]:.2f}" for k in ("fid_a", "fid_c", "fid_s")) + " | 1 | 0 |",
+        "| real train vs real test | " + " | ".join(f"{floor[k]:.2f}" for k in FIDS) + " | 1 | 0 |",
     ]
     if "agreement_generated" in results:
         lines += ["", "| segmenter Dice | " + " | ".join(results["agreement_generated"]) + " |", "|---|---|---|---|"]
