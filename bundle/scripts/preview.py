@@ -34,30 +34,51 @@ def _centre(mask: np.ndarray | None, shape, focus=None) -> tuple[int, int, int]:
     return tuple(s // 2 for s in shape)
 
 
+def _draw_row(axes, image, mask, centre, aspects, window, label: str = "") -> None:
+    lo, hi = window or (np.percentile(image, [0.5, 99.5]) if image.size else (0.0, 1.0))
+    mask_planes = [p for _, p in _planes(np.asarray(mask), centre)] if mask is not None else [None] * 3
+    for ax, (name, plane), mplane, aspect in zip(axes, _planes(image, centre), mask_planes, aspects):
+        ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest", aspect=aspect)
+        if mplane is not None:
+            for value in np.unique(mplane[mplane > 0]):
+                ax.contour(mplane == value, levels=[0.5], colors=_colour(value), linewidths=0.7)
+        ax.set_title(f"{label} {name}".strip(), fontsize=9)
+        ax.axis("off")
+
+
+def _aspects(spacing) -> list:
+    sx, sy, sz = (float(v) for v in spacing)
+    return [sy / sx, sz / sx, sz / sy]  # imshow aspect = pixel height / width; rot90 puts axis 2 of a plane on rows
+
+
 def triplanar_figure(image, mask=None, title: str = "", centre=None, spacing=(1.0, 1.0, 1.0), focus=None, window=None):
     """A 1x3 figure of the axial, coronal and sagittal planes through ``centre`` (default: the ``focus`` labels'
     centre) with mask contours, grey levels over ``window`` (default: the 0.5-99.5 percentiles; CT: a HU window).
 
     ``spacing`` (mm per voxel, RAS order) sets each panel's pixel aspect so anisotropic volumes look right.
     """
-    sx, sy, sz = (float(v) for v in spacing)
-    aspects = [sy / sx, sz / sx, sz / sy]  # imshow aspect = pixel height / width; rot90 puts axis 2 of a plane on rows
     image = np.asarray(image, dtype=np.float32)
     centre = centre or _centre(mask, image.shape, focus)
-    lo, hi = window or (np.percentile(image, [0.5, 99.5]) if image.size else (0.0, 1.0))
     fig, axes = new_figure(1, 3, figsize=(9, 3.4))
-    img_planes = _planes(image, centre)
-    mask_planes = [p for _, p in _planes(np.asarray(mask), centre)] if mask is not None else [None] * 3
-    for ax, (name, plane), mplane, aspect in zip(axes, img_planes, mask_planes, aspects):
-        ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest", aspect=aspect)
-        if mplane is not None:
-            for label in np.unique(mplane[mplane > 0]):
-                ax.contour(mplane == label, levels=[0.5], colors=_colour(label), linewidths=0.7)
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
+    _draw_row(axes, image, mask, centre, _aspects(spacing), window)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def save_comparison(path: str, rows: list, title: str = "", affine=None, focus=None, overwrite=False) -> str:
+    """One row of axial, coronal and sagittal planes per ``(label, image, mask)`` of ``rows``, all through the same
+    point (the first mask's ``focus`` labels): two generators' images for one mask, side by side."""
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0) if affine is not None else (1.0, 1.0, 1.0)
+    first = np.asarray(rows[0][1])
+    centre = _centre(rows[0][2], first.shape, focus)
+    fig, axes = new_figure(len(rows), 3, figsize=(9, 3.2 * len(rows)), squeeze=False)
+    for ax_row, (label, image, mask) in zip(axes, rows):
+        _draw_row(ax_row, np.asarray(image, np.float32), mask, centre, _aspects(spacing), None, label)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, overwrite=overwrite)
 
 
 def save_triplanar(

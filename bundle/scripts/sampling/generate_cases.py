@@ -16,10 +16,13 @@ import time
 import numpy as np
 import torch
 
+from ..data.datalist import read_datalist
 from ..data.tumour_attributes import ATTRIBUTES, CENTRE, EXTENT, check_request, lesions_outside, tumour_attributes
 from ..errors import Gem3dInputError
-from ..io import save_json
+from ..io import load_nifti, save_json
 from ..precision import resolve_precision
+from ..preview import save_comparison
+from .enhance import run_datalist
 from .results import write_result
 
 logger = logging.getLogger(__name__)
@@ -159,3 +162,24 @@ def generate_cases(
         section: entries,
     }
     return save_json(content, datalist_path, overwrite=True)
+
+
+def hand_off_to_gem3d(synth, datalist: str, output_dir: str, seed: int = 0, overwrite: bool = False) -> list:
+    """GEM-3D's image for every generated mask (under ``output_dir``) and a side-by-side preview of the joint
+    model's image and GEM-3D's for the same mask (``output_dir/compare/``)."""
+    done = run_datalist(synth, datalist, "training", output_dir, 1, seed, overwrite)
+    items = {it["id"]: it for it in read_datalist(datalist, ("training",))["training"]}
+    for job in done:
+        source = items[job["name"].split("_gem3d_")[0]]
+        joint, affine = load_nifti(source["image"])
+        mask = load_nifti(source["label"])[0]
+        gem3d = load_nifti(job["image"])[0]
+        save_comparison(
+            os.path.join(output_dir, "compare", f"{source['id']}.png"),
+            [("joint", joint, mask), ("GEM-3D", gem3d, mask)],
+            title=f"{source['id']}: the joint model's image and GEM-3D's for the same generated mask",
+            affine=affine,
+            focus=synth.cfg["labels"].lesion_labels,
+            overwrite=overwrite,
+        )
+    return done
