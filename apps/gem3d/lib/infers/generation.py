@@ -7,15 +7,14 @@ one) and does not read it: the new case does not depend on it.
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 import threading
 import time
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from ..request_scope import RequestError, float_param, int_param, remove_when_request_ends
+from ..request_scope import RequestError, float_param, int_param
+from .store import store_result
 from .synthesis import SYNTHETIC_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -87,7 +86,6 @@ class CaseGenerationTask(InferTask):
 
     def __call__(self, request):
         from scripts.sampling.generate_cases import tumour_request  # the bundle's package, on sys.path
-        from scripts.sampling.results import write_result
 
         gen = self.generator
         seed = int_param(request, "seed", 0, 2**31 - 1, 0)
@@ -117,11 +115,6 @@ class CaseGenerationTask(InferTask):
         while new_id in ds.list_images():
             n += 1
             new_id = f"{SYNTHETIC_PREFIX}case_s{seed}_{n}"
-        folder = tempfile.mkdtemp(prefix="gem3d_")
-        remove_when_request_ends(folder)
-        paths = write_result(result, folder, new_id, overwrite=True)
-        record = json.loads(json.dumps(result["record"], default=str))
-        ds.add_image(new_id, paths["image"], {"gem3d": record})
-        ds.save_label(new_id, paths["label"], "final", {"gem3d_generated": True})
+        out, record = store_result(ds, result, new_id, {"gem3d_generated": True})
         logger.info(f"generated {new_id} in {time.time() - start:.1f} s")
-        return paths["image"], {"generated_image_id": new_id, "seconds": round(time.time() - start, 2), **record}
+        return out, {"generated_image_id": new_id, "seconds": round(time.time() - start, 2), **record}

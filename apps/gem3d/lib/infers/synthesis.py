@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import tempfile
 import threading
 import time
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from ..request_scope import RequestError, float_param, int_param, is_refusal, remove_when_request_ends
+from .store import store_result
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,6 @@ class SynthesisTask(InferTask):
 
     def _run(self, request):
         from scripts.data.datalist import nifti_shape  # the bundle's package, on sys.path once the app loaded it
-        from scripts.sampling.results import write_result
 
         ds = self.datastore_fn()
         image_id = request["image_id"]
@@ -153,12 +151,6 @@ class SynthesisTask(InferTask):
             )
         suffix = "" if backend == self.default_backend else f"_{backend}"
         new_id = f"{SYNTHETIC_PREFIX}{re.sub(r'[^A-Za-z0-9_.-]', '_', image_id)}_s{seed}{suffix}"
-        folder = tempfile.mkdtemp(prefix="gem3d_")
-        remove_when_request_ends(folder)  # the datastore keeps its own copies; the answer is sent before removal
-        paths = write_result(result, folder, new_id, overwrite=True)
-        record = result["record"]
-        ds.add_image(new_id, paths["image"], {"gem3d": json.loads(json.dumps(record, default=str))})
-        ds.save_label(new_id, paths["label"], "final", {"gem3d_mask_of": image_id})
-        out = paths["image"]  # the response is the image; the temp folder goes after sending
+        out, record = store_result(ds, result, new_id, {"gem3d_mask_of": image_id})
         logger.info(f"synthesized {new_id} in {time.time() - start:.1f} s")
         return out, {"synthetic_image_id": new_id, "seconds": round(time.time() - start, 2), **record}
