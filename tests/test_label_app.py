@@ -164,6 +164,7 @@ def test_case_generation_adds_a_new_labelled_image_and_refuses_bad_attributes(se
     client = _client(server)
     ids = sorted(i for i in client.datastore()["objects"] if not i.startswith("gem3d_"))
     assert "gem3d_generate_case" in client.info()["models"]
+    time.sleep(1.1)  # datastore timestamps have 1 s resolution: be newer than the images earlier tests added
     out, params = client.infer(
         "gem3d_generate_case", ids[0], {"seed": 7, "steps": 2, "volume_ml": 3, "centre": "0.4,0.6,0.5"}
     )
