@@ -18,6 +18,10 @@ FILES = [
     "volume_mask_only.pt",
     "latent_scale.json",
     "model_grid.json",
+    "joint_autoencoder.pt",
+    "joint_unet.pt",
+    "joint_latent_scale.json",
+    "joint_attributes.json",
 ]
 
 
@@ -148,3 +152,24 @@ def test_medlord_patchwise_decoding_matches_whole_volume_decoding():
     assert psnr > 27.0, psnr  # the autoencoder's own reconstruction error is larger (about 25 dB)
     through = np.abs(np.diff(patched, axis=2)).mean((0, 1)) / np.abs(np.diff(whole, axis=2)).mean((0, 1)).clip(1e-6)
     assert through.max() < 2.0, through.round(2)
+
+
+def test_shipped_joint_model_generates_a_labelled_brain_with_the_requested_tumour():
+    """The joint model's shipped weights: a requested 20 ml tumour comes out as a brain with a tumour of the right
+    order of size where asked, edema brighter than the brain around it (the image follows its own mask)."""
+    from scripts.data.tumour_attributes import tumour_attributes
+
+    parser = parser_with({})
+    generator = parser.get_parsed_content("case_generator")
+    generator.progress = False
+    request = {"volume_ml": 20.0, "centre_x": 0.35, "centre_y": 0.6, "centre_z": 0.55}
+    result = generator.generate(request, seed=0)
+    image, mask = result["image"], result["mask"]
+    assert image.shape == mask.shape == (64, 64, 64) and set(np.unique(mask)) <= {0, 1, 2, 3, 4}
+    brain = mask > 0
+    assert 0.15 < brain.mean() < 0.6 and image[~brain].max() == 0  # a skull-stripped brain, background zero
+    achieved = tumour_attributes(mask, generator.grid.spacing, (2, 3, 4))
+    assert achieved == result["record"]["achieved"]
+    assert 5.0 < achieved["volume_ml"] < 60.0
+    assert abs(achieved["centre_x"] - 0.35) < 0.25 and abs(achieved["centre_y"] - 0.6) < 0.25
+    assert image[mask == 2].mean() > image[mask == 1].mean() + 0.05  # FLAIR-like: edema bright
