@@ -8,13 +8,10 @@ one) and does not read it: the new case does not depend on it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
-from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
-
 from ..request_scope import RequestError, float_param, int_param
-from .store import store_result
+from .store import ImageTask, store_result
 from .synthesis import SYNTHETIC_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -45,34 +42,14 @@ def _vector(params, key):
     return value
 
 
-class CaseGenerationTask(InferTask):
+class CaseGenerationTask(ImageTask):
     """A new labelled case from tumour attributes; unspecified attributes come from the training distribution."""
 
     def __init__(self, generator, datastore_fn, description: str):
-        super().__init__(
-            type=InferType.OTHERS,
-            labels=None,
-            dimension=3,
-            description=description,
-            config={
-                **PARAMS,
-                "steps": generator.steps,
-                "guidance_scale": generator.guidance,
-                "result_extension": ".nii.gz",
-            },
-        )
-        self.generator, self.datastore_fn = generator, datastore_fn
-        self._lock = threading.Lock()  # compute-bound: one generation at a time, each with its own settings
-
-    def is_valid(self) -> bool:
-        return True
-
-    def info(self):
-        info = super().info()
-        info["output"] = "image"
-        info["params"] = {
+        steps = generator.model.scheduler.num_train_timesteps
+        help_ = {
             "seed": "integer >= 0",
-            "steps": f"solver steps, 1..{self.generator.model.scheduler.num_train_timesteps}",
+            "steps": f"solver steps, 1..{steps}",
             "guidance_scale": "classifier-free guidance, 0..20 (1: none)",
             "volume_ml": "tumour volume in ml, >= 0 (0: healthy)",
             "sphericity": "0..1",
@@ -82,7 +59,9 @@ class CaseGenerationTask(InferTask):
             "count": "number of tumours, >= 0",
             "healthy": "true: no tumour",
         }
-        return info
+        config = {**PARAMS, "steps": generator.steps, "guidance_scale": generator.guidance}
+        super().__init__(datastore_fn, description, config, help_)
+        self.generator = generator
 
     def __call__(self, request):
         from scripts.sampling.generate_cases import tumour_request  # the bundle's package, on sys.path
@@ -103,7 +82,7 @@ class CaseGenerationTask(InferTask):
             healthy,
         )  # a bad attribute is a Gem3dInputError naming it: HTTP 422
         start = time.time()
-        with self._lock:
+        with self.lock:
             saved = gen.steps, gen.guidance
             gen.steps, gen.guidance = steps, guidance
             try:

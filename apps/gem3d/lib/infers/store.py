@@ -1,11 +1,40 @@
-"""Adding a generated image and its mask to the datastore, for both tasks."""
+"""What both tasks share: an image-producing infer task, and adding its image with the mask to the datastore."""
 
 from __future__ import annotations
 
 import json
 import tempfile
+import threading
+
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from ..request_scope import remove_when_request_ends
+
+
+class ImageTask(InferTask):
+    """A task whose answer is a new image volume (a NIfTI file): ``config`` holds its default params, ``param_help``
+    describes them in /info. The infer route runs in a thread pool, so requests can overlap; generation is
+    compute-bound, so each task runs one at a time under ``lock``."""
+
+    def __init__(self, datastore_fn, description: str, config: dict, param_help: dict):
+        super().__init__(
+            type=InferType.OTHERS,
+            labels=None,
+            dimension=3,
+            description=description,
+            config={**config, "result_extension": ".nii.gz"},
+        )
+        self.datastore_fn, self.param_help = datastore_fn, param_help
+        self.lock = threading.Lock()
+
+    def is_valid(self) -> bool:
+        return True
+
+    def info(self):
+        info = super().info()
+        info["output"] = "image"
+        info["params"] = dict(self.param_help)
+        return info
 
 
 def store_result(ds, result: dict, new_id: str, label_info: dict) -> tuple[str, dict]:

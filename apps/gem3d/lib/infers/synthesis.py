@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 
-from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
-
 from ..request_scope import RequestError, float_param, int_param, is_refusal, remove_when_request_ends
-from .store import store_result
+from .store import ImageTask, store_result
 
 logger = logging.getLogger(__name__)
 
@@ -34,33 +31,25 @@ def _as_float(params, key, lo, hi):
     return float_param(params, key, lo, hi, PARAMS[key])
 
 
-class SynthesisTask(InferTask):
+class SynthesisTask(ImageTask):
     """GEM-3D: synthesize an image volume for a mask (uploaded, or the image's saved label)."""
 
     def __init__(self, synthesizers: dict, default_backend: str, datastore_fn, description: str):
-        super().__init__(
-            type=InferType.OTHERS,
-            labels=None,
-            dimension=3,
-            description=description,
-            config={
-                **PARAMS,
-                "steps": synthesizers[default_backend].settings.steps,
-                "backend": default_backend,
-                "result_extension": ".nii.gz",
-                "result_dtype": "float32",
-            },
-        )
         # the bundle's backends by name (GEM-3D, the 3D backend); weights load when a request first uses one
         self.synths, self.default_backend = dict(synthesizers), default_backend
         self.synth = self.synths[default_backend]
-        self.datastore_fn = datastore_fn
-        # The infer route runs in a thread pool, so requests can overlap; each runs the shared synthesizer with its own
-        # steps (a variant) and augmentation, and generation is compute-bound anyway: one synthesis at a time.
-        self._lock = threading.Lock()
-
-    def is_valid(self) -> bool:
-        return True
+        # each request runs the shared synthesizer with its own steps (a variant) and augmentation
+        help_ = {
+            "seed": "integer >= 0",
+            "steps": f"solver steps, 1..{self.max_steps(self.synth)} (default {self.synth.settings.steps})",
+            "position": "start position p in [0, 1]",
+            "informed": "'image' | 'ig' | <datastore image id>",
+            "informed_slice": "-1 or a slice index",
+            "augment": " | ".join(self.augment_presets),
+            "backend": " | ".join(sorted(self.synths)) + f" (default {self.default_backend})",
+        }
+        config = {**PARAMS, "steps": self.synth.settings.steps, "backend": default_backend, "result_dtype": "float32"}
+        super().__init__(datastore_fn, description, config, help_)
 
     @staticmethod
     def max_steps(synth) -> int:
@@ -70,20 +59,6 @@ class SynthesisTask(InferTask):
     @property
     def augment_presets(self) -> list:
         return sorted(type(self.synth.augment).presets())
-
-    def info(self):
-        info = super().info()
-        info["output"] = "image"
-        info["params"] = {
-            "seed": "integer >= 0",
-            "steps": f"solver steps, 1..{self.max_steps(self.synth)} (default {self.synth.settings.steps})",
-            "position": "start position p in [0, 1]",
-            "informed": "'image' | 'ig' | <datastore image id>",
-            "informed_slice": "-1 or a slice index",
-            "augment": " | ".join(self.augment_presets),
-            "backend": " | ".join(sorted(self.synths)) + f" (default {self.default_backend})",
-        }
-        return info
 
     def _mask_path(self, request, image_id) -> str:
         upload = request.get("label")
@@ -145,7 +120,7 @@ class SynthesisTask(InferTask):
         if mask_shape[:3] != image_shape[:3]:
             raise RequestError(f"the mask's shape {mask_shape} differs from image {image_id!r}'s shape {image_shape}")
         start = time.time()
-        with self._lock, synth.variant({"steps": steps, "augment": augment}):
+        with self.lock, synth.variant({"steps": steps, "augment": augment}):
             result = synth.synthesize(
                 mask_path, seed, image_id, image_path=image_path, informed=informed, position=position
             )
