@@ -177,3 +177,15 @@ def test_msd_task01_folder_is_read_with_flair_and_mapped_labels(tmp_path):
     assert case["image"].max() <= 1.0 and case["image"][case["label"] == 0].max() == 0
     with pytest.raises(Gem3dInputError, match="dataset.json not found"):
         write_brats_datalist(str(tmp_path / "elsewhere"), str(tmp_path / "x.json"))
+
+
+def test_datalist_read_by_a_relative_path_gives_absolute_paths(tmp_path, monkeypatch):
+    """Items go to jobs that write their own datalists elsewhere (the downstream study): paths must not stay
+    relative to the folder the datalist was read from."""
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    save_nifti(np.zeros((4, 4, 4), np.float32), np.eye(4), str(tmp_path / "data" / "images" / "a.nii.gz"))
+    with open(tmp_path / "data" / "datalist.json", "w") as f:
+        json.dump({"training": [{"image": "images/a.nii.gz"}]}, f)
+    monkeypatch.chdir(tmp_path)
+    item = read_datalist(os.path.join("data", "datalist.json"))["training"][0]
+    assert os.path.isabs(item["image"]) and item["image"] == str(tmp_path / "data" / "images" / "a.nii.gz")

@@ -30,6 +30,8 @@ def read_datalist(path: str, sections: Sequence[str] = ("training",), base_dir: 
     if not os.path.isfile(path):
         raise Gem3dInputError(f"datalist not found: {path}")
     out = {}
+    # absolute even for a relative datalist path: items are handed to jobs that run from other folders
+    base_dir = os.path.abspath(base_dir or os.path.dirname(os.path.abspath(path)))
     for section in sections:
         try:
             items = load_decathlon_datalist(path, True, section, base_dir)
