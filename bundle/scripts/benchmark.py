@@ -42,7 +42,8 @@ class _CountingNet(torch.nn.Module):
         return out
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB; Linux reports ru_maxrss in kB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -193,7 +194,7 @@ def run_benchmark(
                     "denoise_s": round(counting.seconds, 2),
                     "decode_s": round(decode_s[0], 2),
                     "io_s": round(io_s, 2),
-                    "peak_rss_mb": round(_peak_rss_mb(), 0),
+                    "peak_rss_mb": round(peak_rss_mb(), 0),
                 }
                 rows.append(row)
                 logger.info(" | ".join(f"{k}={v}" for k, v in row.items()))
@@ -238,7 +239,7 @@ def volume_cost(synth, backend: str, size, output_dir: str, seed: int = 0, steps
     side = int(-(-max(size[:2]) // 16) * 16)
     synth.cfg["grid"] = ModelGrid(side, np.abs(np.diag(patient["affine"])[:3]), synth.cfg["grid"].slices)
     synth.sampler.progress = False
-    base_rss = _peak_rss_mb()
+    base_rss = peak_rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
         mask_path = os.path.join(tmp, "mask.nii.gz")
         save_nifti(patient["label"], patient["affine"], mask_path)
@@ -253,7 +254,7 @@ def volume_cost(synth, backend: str, size, output_dir: str, seed: int = 0, steps
         "model_in_plane": side,
         **used,
         "seconds_per_volume": round(seconds, 2),
-        "peak_rss_mb": round(_peak_rss_mb(), 0),
+        "peak_rss_mb": round(peak_rss_mb(), 0),
         "rss_before_mb": round(base_rss, 0),
         "cpu": cpu_summary(),
         "torch_threads": torch.get_num_threads(),

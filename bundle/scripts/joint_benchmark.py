@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import time
 
 import numpy as np
 from tqdm import tqdm
 
+from .benchmark import peak_rss_mb
 from .data.slices import load_volumes
 from .data.tumour_attributes import CENTRE, tumour_attributes
 from .io import new_figure, save_figure, save_json, save_text
@@ -135,7 +135,7 @@ def run_joint_benchmark(
     seconds = [r["record"]["seconds"] for r in control + healthy + free]
     results["cost"] = {
         "seconds_per_case_mean": round(float(np.mean(seconds)), 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "steps": generator.steps,
         "guidance_scale": generator.guidance,
         "precision": generator.precision,

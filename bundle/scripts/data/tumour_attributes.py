@@ -68,13 +68,12 @@ def tumour_attributes(label: np.ndarray, spacing, lesion_labels, min_voxels: int
     out["sub_region_fractions"] = {int(v): 0.0 for v in lesion_labels}
     if not lesion.any():
         return out
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    volume_mm3 = float(lesion.sum()) * voxel_ml * 1000.0
+    volume_mm3 = float(lesion.sum()) * float(np.prod(spacing))
     area = float(np.sum(get_mask_edges(lesion, lesion, spacing=tuple(spacing))[2]))
     lo, hi = _bbox(lesion)
     alo, ahi = _bbox(anatomy)
     extent = np.maximum(ahi - alo, 1.0)
-    components, n = ndimage.label(lesion, structure=np.ones((3, 3, 3)))
+    components, _ = ndimage.label(lesion, structure=np.ones((3, 3, 3)))
     sizes = np.bincount(components.ravel())[1:]
     out.update(
         volume_ml=volume_mm3 / 1000.0,
@@ -224,9 +223,9 @@ def lesions_outside(label: np.ndarray, lesion_labels, anatomy_labels, min_voxels
     anatomy = np.isin(label, list(anatomy_labels))
     hull = ndimage.binary_fill_holes(ndimage.binary_closing(anatomy, np.ones((3, 3, 3)), iterations=3))
     components, n = ndimage.label(lesion, structure=np.ones((3, 3, 3)))
-    outside = 0
-    for k in range(1, n + 1):
-        part = components == k
-        if part.sum() >= min_voxels and hull[part].mean() < 0.5:
-            outside += 1
-    return outside
+    if n == 0:
+        return 0
+    index = np.arange(1, n + 1)
+    sizes = ndimage.sum_labels(lesion, components, index)
+    inside = ndimage.mean(hull, components, index)  # fraction of each component's voxels in the hull
+    return int(np.sum((sizes >= min_voxels) & (inside < 0.5)))
