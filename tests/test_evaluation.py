@@ -35,6 +35,13 @@ def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
         assert {"grad_anisotropy_x_real", "adjacent_ssim_minus_real"} <= set(metrics[row]), row
     assert metrics["real_test"]["grad_anisotropy"] > 0 and "grad_anisotropy_x_real" in metrics["autoencoder_round_trip"]
     assert "| gem3d_ic_independent_noise |" in (out / "report.md").read_text()
+    # the decoder with cross-slice layers: its own row and its own round-trip reference, differing from the 2D one
+    vol, flat = metrics["gem3d_true_volume_decoder"], metrics["gem3d_true_slice_decoder"]
+    assert vol["grad_anisotropy"] != flat["grad_anisotropy"]
+    assert (
+        metrics["volume_decoder_round_trip"]["grad_anisotropy"] != metrics["autoencoder_round_trip"]["grad_anisotropy"]
+    )
+    assert "cross-slice layers" in (out / "report.md").read_text()
     assert (out / "metrics.png").is_file() and (out / "previews" / "real.png").is_file()
 
     # on a non-cubic set of another size than the model's (one loading path for real and synthetic volumes), a

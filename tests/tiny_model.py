@@ -57,6 +57,7 @@ def make_tiny_model(model_dir: str, dataset_dir: str) -> dict:
         torch.save(parser.get_parsed_content(f"{name}_def").state_dict(), os.path.join(model_dir, f"{name}.pt"))
     for name in ("joint_autoencoder", "joint_unet"):
         torch.save(parser.get_parsed_content(f"{name}_def").state_dict(), os.path.join(model_dir, f"{name}.pt"))
+    write_volume_decoder(parser, model_dir)
     write_attribute_table(dataset_dir, os.path.join(model_dir, "joint_attributes.json"))
     for name in ("latent_scale.json", "medlord_latent_scale.json", "joint_latent_scale.json"):
         with open(os.path.join(model_dir, name), "w") as f:
@@ -65,6 +66,17 @@ def make_tiny_model(model_dir: str, dataset_dir: str) -> dict:
     with open(os.path.join(model_dir, "model_grid.json"), "w") as f:
         json.dump({"size": 32, "spacing": TINY_SPACING, "slices": [32, 32]}, f)
     return overrides
+
+
+def write_volume_decoder(parser: ConfigParser, model_dir: str) -> None:
+    """The decoder with cross-slice layers around the tiny autoencoder, its cross-slice layers random (not zero, so
+    that decoding with it differs from the 2D decoder)."""
+    net = parser.get_parsed_content("volume_decoder_def")
+    net.autoencoder.load_state_dict(torch.load(os.path.join(model_dir, "autoencoder.pt"), weights_only=True))
+    with torch.no_grad():
+        for param in net.temporal.parameters():
+            param.normal_(0.0, 0.1)
+    torch.save(net.state_dict(), os.path.join(model_dir, "volume_decoder.pt"))
 
 
 def write_attribute_table(dataset_dir: str, path: str) -> None:

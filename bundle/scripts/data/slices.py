@@ -55,3 +55,37 @@ class SliceDataset(Dataset):
         if self.num_labels:
             x = torch.cat([x, mask_onehot(self.masks[i], self.num_labels)])
         return {"image": x, "label": x}
+
+
+class SliceStackDataset(Dataset):
+    """Stacks of ``depth`` consecutive axial slices, (1, S, S, depth), for the decoder with cross-slice layers.
+
+    Each item is a stack from volume ``i % len(volumes)`` starting at a random slice whose centre slice shows anatomy
+    (``stacks_per_volume`` items per volume and epoch); ``depth`` None gives every volume whole, once (validation)."""
+
+    def __init__(
+        self, volumes: list[dict], depth: int | None = 16, stacks_per_volume: int = 4, min_foreground: float = 0.02
+    ):
+        self.volumes = [np.ascontiguousarray(c["image"], np.float32) for c in volumes]
+        self.depth, self.per_volume = depth, int(stacks_per_volume) if depth else 1
+        self.starts = []
+        for case, img in zip(volumes, self.volumes):
+            if depth and img.shape[2] < depth:
+                raise Gem3dInputError(
+                    f"{case['image_path']}: {img.shape[2]} slices, fewer than the stack depth {depth}"
+                )
+            fg = (case["label"] > 0).mean(axis=(0, 1))
+            last = img.shape[2] - depth if depth else 0
+            self.starts.append([s for s in range(last + 1) if not depth or fg[s + depth // 2] >= min_foreground] or [0])
+
+    def __len__(self) -> int:
+        return len(self.volumes) * self.per_volume
+
+    def __getitem__(self, i: int) -> dict:
+        v = i % len(self.volumes)
+        img = self.volumes[v]
+        if self.depth:
+            start = int(np.random.choice(self.starts[v]))
+            img = img[:, :, start : start + self.depth]
+        x = torch.from_numpy(np.ascontiguousarray(img))[None]
+        return {"image": x, "label": x}

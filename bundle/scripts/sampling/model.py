@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import Gem3dInputError
 from ..networks.latents import decode_latents, encode_slices
 from ..networks.weights import LatentModel
 
@@ -22,6 +23,8 @@ class Gem3dModel(LatentModel):
         latent_scale_file,
         informed_net=None,
         informed_file=None,
+        volume_decoder=None,
+        volume_decoder_file=None,
         device="cpu",
         decode_batch: int = 32,
     ):
@@ -31,6 +34,7 @@ class Gem3dModel(LatentModel):
             autoencoder=(autoencoder, autoencoder_file, "autoencoder"),
             window_net=(window_net, window_file, "window model"),
             informed_net=(informed_net, informed_file, "informed-slice model (mode 'ig')"),
+            volume_decoder=(volume_decoder, volume_decoder_file, "decoder with cross-slice layers (decoder 'volume')"),
         )
         self.scheduler = scheduler
         self.decode_batch = int(decode_batch)
@@ -54,6 +58,13 @@ class Gem3dModel(LatentModel):
             self._latent_shapes[size] = tuple(self.encode(np.zeros((1, size, size), np.float32)).shape[1:])
         return self._latent_shapes[size]
 
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """(Z, C, h, w) scaled latents -> (S, S, Z) image."""
+    def decode(self, latents: torch.Tensor, decoder: str = "slice") -> np.ndarray:
+        """(Z, C, h, w) scaled latents of one volume -> (S, S, Z) image: each slice on its own (``decoder`` "slice"),
+        or all slices together through the cross-slice layers ("volume"; memory grows with Z)."""
+        if decoder == "volume":
+            with torch.inference_mode():
+                out = self.networks["volume_decoder"].decode((latents / self.scale).to(self.device))
+            return np.ascontiguousarray(np.moveaxis(out[:, 0].float().cpu().numpy(), 0, 2))
+        if decoder != "slice":
+            raise Gem3dInputError(f"unknown decoder {decoder!r}: 'slice' or 'volume'")
         return decode_latents(self.autoencoder, latents / self.scale, self.device, self.decode_batch)

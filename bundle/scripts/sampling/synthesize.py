@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 class Synthesizer:
     """Turns one mask into one synthetic volume; every parameter that shaped the result goes into its record."""
 
-    variant_attributes: tuple = ()  # a backend's own settings that ``variant`` may override too
+    variant_attributes: tuple = ("decoder",)  # a backend's own settings that ``variant`` may override too
 
     def __init__(
         self,
@@ -54,8 +54,10 @@ class Synthesizer:
         precision: str = SamplerSettings.precision,
         solvers: dict | None = None,
         noise_correlation: float = SamplerSettings.noise_correlation,
+        decoder: str = "slice",
     ):
         self.model = model
+        self.decoder = decoder
         self.cfg = {
             "grid": grid,
             "labels": labels,
@@ -84,6 +86,17 @@ class Synthesizer:
         # zeroing outside the mask is right only where the mask's foreground is the whole anatomy (a brain mask)
         self.zero_background = labels.covers_anatomy if zero_background is None else bool(zero_background)
         self.sampler = self._make_sampler(progress)
+
+    @property
+    def decoder(self) -> str:
+        """Either "slice" (the 2D decoder, slice by slice) or "volume" (the decoder with cross-slice layers)."""
+        return self._decoder
+
+    @decoder.setter
+    def decoder(self, value: str) -> None:
+        if value not in ("slice", "volume"):
+            raise Gem3dInputError(f"decoder must be 'slice' or 'volume', not {value!r}")
+        self._decoder = str(value)
 
     def _make_sampler(self, progress: bool):
         return PropagationSampler(lambda: self.model.window_net, self.model.scheduler, self.settings, progress=progress)
@@ -207,7 +220,8 @@ class Synthesizer:
         m = torch.from_numpy(np.moveaxis(mask_ms, 2, 0).copy())
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
         latents = self.sampler.sample(mask_lat, inf_lat, position, generator, mask_only=inf_record["mode"] == "none")
-        return self.model.decode(latents), {"backend": "gem3d", "position": position, "informed": inf_record}
+        image = self.model.decode(latents, self.decoder)
+        return image, {"backend": "gem3d", "position": position, "informed": inf_record, "decoder": self.decoder}
 
 
 def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:
