@@ -39,12 +39,29 @@ def subset_datalist(enhanced: str, repeats: int, output: str, row: str) -> str:
     return output
 
 
+def labelled_subset(datalist: str, fraction: float, output: str) -> str:
+    """The first ceil(``fraction`` x N) training cases of ``datalist`` (the same cases for every row and seed, so rows
+    differ only in what they compare) as a datalist at ``output``."""
+    items = read_datalist(datalist, ("training",))["training"]
+    if not 0 < fraction <= 1:
+        raise Gem3dInputError(f"label fraction must be in (0, 1], got {fraction}")
+    keep = items[: max(1, int(np.ceil(fraction * len(items) - 1e-9)))]
+    save_json({"name": f"{100 * fraction:g}% of the labels", "training": keep}, output, overwrite=True)
+    return output
+
+
 def row_sources(rows: dict, real_datalist: str, enhanced: str, work_dir: str) -> dict:
-    """Resolve row specs ``{"real": true, "synthetic": k, "enhanced": datalist}`` to [[datalist, section], ...]
-    training sources (``enhanced`` defaults to the study's gem3d-enhanced datalist)."""
+    """Resolve row specs ``{"real": true, "fraction": f, "synthetic": k, "enhanced": datalist}`` to
+    [[datalist, section], ...] training sources (``fraction``: that share of the real training cases;
+    ``enhanced`` defaults to the study's gem3d-enhanced datalist)."""
     out = {}
     for name, spec in rows.items():
-        sources = [[real_datalist, "training"]] if spec.get("real") else []
+        real = real_datalist
+        if spec.get("real") and spec.get("fraction", 1.0) < 1.0:
+            real = labelled_subset(
+                real_datalist, float(spec["fraction"]), os.path.join(work_dir, f"labels_{name}.json")
+            )
+        sources = [[real, "training"]] if spec.get("real") else []
         k = int(spec.get("synthetic", 0))
         if k:
             subset = os.path.join(work_dir, f"datalist_{name}.json")
@@ -64,7 +81,8 @@ def run_study(
     output_dir: str,
     overrides: dict | None = None,
 ) -> dict:
-    """Train and score one segmenter per (row, seed); finished runs (their scores file exists) are not redone."""
+    """Train and score one segmenter per (row, seed); finished runs (their scores file exists) are not redone. A
+    row's ``overrides`` (e.g. a pretrained backbone) go to its runs on top of ``overrides``."""
     from monai.bundle import run
 
     os.makedirs(output_dir, exist_ok=True)
@@ -82,7 +100,7 @@ def run_study(
                     seed=int(seed),
                     run_dir=run_dir,
                     seg_weights_dir=run_dir,
-                    **(overrides or {}),
+                    **{**(overrides or {}), **rows[name].get("overrides", {})},
                 )
             with open(scores_file) as f:
                 results.setdefault(name, {})[str(seed)] = json.load(f)["mean"]

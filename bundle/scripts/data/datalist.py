@@ -46,7 +46,10 @@ def read_datalist(path: str, sections: Sequence[str] = ("training",), base_dir: 
         items = [
             {k: v[0] if k in ("image", "label") and isinstance(v, list) else v for k, v in it.items()} for it in items
         ]
-        missing = check_missing_files(items, ("image", "label"), allow_missing_keys=True)
+        for item in items:  # MONAI resolves image and label only; coordinate maps (demo_phantom) too
+            if isinstance(item.get("coordinates"), str):
+                item["coordinates"] = os.path.join(base_dir, item["coordinates"])
+        missing = check_missing_files(items, ("image", "label", "coordinates"), allow_missing_keys=True)
         if missing:
             raise Gem3dInputError(
                 f"datalist {path} section '{section}': file not found: {missing[0]} ({len(missing)} missing)"

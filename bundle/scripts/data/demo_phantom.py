@@ -71,7 +71,10 @@ def _rotation(angles_deg: np.ndarray) -> np.ndarray:
 
 
 def _warp_anatomy(tpl: Template, size: tuple[int, int, int], rng: np.random.Generator, gen: torch.Generator):
-    """Sample the template tissue maps on the output grid through a random affine + elastic deformation."""
+    """Sample the template tissue maps on the output grid through a random affine + elastic deformation.
+
+    Returns the (4, X, Y, Z) tissue maps and, for every output voxel, the template (MNI) coordinate in mm it was
+    sampled from, (X, Y, Z, 3): the exact inverse of the deformation."""
     size = tuple(int(s) for s in size)
     # Normalised output coordinates in [-1, 1] (align_corners=True convention), as (X, Y, Z, 3).
     axes = [torch.linspace(-1, 1, s, dtype=torch.float64) for s in size]
@@ -89,7 +92,10 @@ def _warp_anatomy(tpl: Template, size: tuple[int, int, int], rng: np.random.Gene
     pts = pts.reshape(*size, 3) + disp
     # Input (1, C, X, Y, Z): grid_sample reads the last coordinate as the first spatial axis, hence the flip.
     out = F.grid_sample(tpl.tissue[None], pts.flip(-1)[None].float(), mode="bilinear", align_corners=True)
-    return out[0].numpy()
+    # normalised (align_corners) template coordinates -> template voxel indices -> MNI millimetres
+    index = (pts.numpy() + 1.0) / 2.0 * (np.asarray(tpl.tissue.shape[1:], np.float64) - 1.0)
+    mni = index @ tpl.affine[:3, :3].T + tpl.affine[:3, 3]
+    return out[0].numpy(), mni.astype(np.float32)
 
 
 def _tumours(brain: np.ndarray, spacing: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
@@ -153,15 +159,17 @@ def _scanner(tissue: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -
     return np.clip(img, 0, 1.5).astype(np.float32), params
 
 
-def make_patient(size=(64, 64, 64), seed: int = 0, max_tumours: int = 3) -> dict:
-    """One demo patient: ``image`` (float32), ``label`` (uint8), ``affine`` (RAS, mm) and its ``params``."""
+def make_patient(size=(64, 64, 64), seed: int = 0, max_tumours: int = 3, coordinates: bool = False) -> dict:
+    """One demo patient: ``image`` (float32), ``label`` (uint8), ``affine`` (RAS, mm) and its ``params``; with
+    ``coordinates`` also the MNI coordinate (mm) every voxel came from, (X, Y, Z, 3)."""
     size = tuple(int(s) for s in size)
     if len(size) != 3 or min(size) < 8:
         raise Gem3dInputError(f"demo volume size must be three integers >= 8, got {size}")
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(seed))
     tpl = load_template()
-    tissue = _warp_anatomy(tpl, size, rng, gen).astype(np.float32)
+    tissue, mni = _warp_anatomy(tpl, size, rng, gen)
+    tissue = tissue.astype(np.float32)
     spacing = tpl.extent_mm / np.asarray(size)
     brain = tissue[3]
     count = int(rng.integers(0, max_tumours + 1))
@@ -172,12 +180,15 @@ def make_patient(size=(64, 64, 64), seed: int = 0, max_tumours: int = 3) -> dict
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = -0.5 * tpl.extent_mm + rng.uniform(-5, 5, 3)  # centred field of view, patient-specific origin
     volumes = {int(k): int((label == k).sum()) for k in range(5)}
-    return {
+    patient = {
         "image": image,
         "label": label,
         "affine": affine,
         "params": {"seed": int(seed), "tumours": count, "scanner": scanner, "voxels_per_label": volumes},
     }
+    if coordinates:
+        patient["coordinates"] = mni
+    return patient
 
 
 def build_demo_dataset(
@@ -188,16 +199,20 @@ def build_demo_dataset(
     seed: int = 0,
     previews: int = 4,
     overwrite: bool = False,
+    coordinates: bool = False,
 ) -> str:
     """Write the demo dataset (NIfTI images and labels, an MSD-style ``datalist.json``, previews, statistics).
 
-    Returns the datalist path. An existing complete dataset with the same parameters is reused; a folder with other
-    content is never overwritten unless ``overwrite`` is set.
+    ``coordinates``: also each patient's MNI coordinate map (``coordinates`` in the datalist, (X, Y, Z, 3) mm on the
+    image's grid; the same images as without). Returns the datalist path. An existing complete dataset with the same
+    parameters is reused; a folder with other content is never overwritten unless ``overwrite`` is set.
     """
     spec = {"num_train": int(num_train), "num_test": int(num_test), "size": [int(s) for s in size], "seed": int(seed)}
+    if coordinates:  # only then: the spec of existing demo sets without maps stays what it was
+        spec["coordinates"] = True
 
     def patient(i: int) -> dict:
-        p = make_patient(size, seed=seed * 100003 + i)
+        p = make_patient(size, seed=seed * 100003 + i, coordinates=coordinates)
         return {**p, "title": f"demo_{i:03d} ({p['params']['tumours']} tumours)"}
 
     header = {
@@ -206,6 +221,11 @@ def build_demo_dataset(
         "modality": {"0": "FLAIR"},
     }
     return write_dataset(out_dir, patient, spec, BRATS, header, "demo", previews, overwrite)
+
+
+def build_demo_with_coordinates(out_dir: str) -> str:
+    """The default demo set (the same patients) with every patient's MNI coordinate map (pretraining's default)."""
+    return build_demo_dataset(out_dir, coordinates=True)
 
 
 def ensure_demo_dataset(dataset_dir: str, datalist: str, build=build_demo_dataset) -> str:

@@ -29,7 +29,10 @@ def _reusable(datalist_path: str, spec: dict, out_dir: str, labels: LabelSet) ->
         existing = json.load(f)
     items = existing.get("training", []) + existing.get("test", [])
     if existing.get("spec") == spec and all(
-        os.path.isfile(os.path.join(out_dir, it[k])) for it in items for k in ("image", "label")
+        os.path.isfile(os.path.join(out_dir, it[k]))
+        for it in items
+        for k in ("image", "label", "coordinates")
+        if k in it
     ):
         if existing.get("labels") is None or LabelSet.from_dict(existing, datalist_path) != labels:
             save_json({**existing, **labels.as_dict()}, datalist_path, overwrite=True)
@@ -73,6 +76,12 @@ def write_dataset(
         save_nifti(patient["image"], patient["affine"], os.path.join(out_dir, img_rel), overwrite, np.float32)
         save_nifti(patient["label"], patient["affine"], os.path.join(out_dir, lab_rel), overwrite, np.uint8)
         entries[split].append({"image": img_rel, "label": lab_rel, "id": pid})
+        if "coordinates" in patient:  # the template coordinate of every voxel (demo_phantom, coordinates=True)
+            coord_rel = f"coordinates{sub}/{pid}.nii.gz"
+            save_nifti(
+                patient["coordinates"], patient["affine"], os.path.join(out_dir, coord_rel), overwrite, np.float32
+            )
+            entries[split][-1]["coordinates"] = coord_rel
         foreground = patient["label"] > 0
         stats.append(
             {
