@@ -178,6 +178,34 @@ def test_decoder_finetuning_keeps_every_latent(stage_dirs, tmp_path):
     assert encoder_md5(str(tmp_path / "new_encoder.pt")) != encoder_md5(str(models / "autoencoder.pt"))
 
 
+def test_volume_decoder_trains_only_its_cross_slice_layers(stage_dirs, tmp_path):
+    """train_volume_decoder.json: the 2D autoencoder inside stays bit-identical (encoder and decoder), the
+    cross-slice layers leave zero, and the file loads into the declared network the synthesizer uses."""
+    root, ov = stage_dirs
+    out = tmp_path / "models"
+    run_bundle(
+        ["inference.json", "train_autoencoder.json", "train_volume_decoder.json"],
+        {
+            **ov,
+            "run_dir": str(tmp_path / "runs"),
+            "validate#checkpoint#save_dir": str(out),
+            "max_epochs": 1,
+            "limit_volumes": 2,
+            "stack_depth": 8,
+            "stacks_per_volume": 2,
+        },
+    )
+    trained = torch.load(out / "volume_decoder.pt", weights_only=True)
+    ae = torch.load(os.path.join(ov["model_dir"], "autoencoder.pt"), weights_only=True)
+    assert {k[len("autoencoder.") :] for k in trained if k.startswith("autoencoder.")} == set(ae)
+    assert all(torch.equal(trained["autoencoder." + k], v) for k, v in ae.items())
+    temporal = [k for k in trained if k.startswith("temporal.") and k.endswith("conv.weight")]
+    assert temporal and any(trained[k].abs().sum() > 0 for k in temporal)
+    net = parser_with(ov).get_parsed_content("volume_decoder_def")
+    net.load_state_dict(trained)
+    assert os.path.isfile(tmp_path / "runs" / "volume_decoder" / "volume_decoder_curve.png")
+
+
 def test_segmenter_and_downstream_study(stage_dirs, tmp_path):
     """train_segmenter.json writes weights and per-region test scores; downstream.json trains one segmenter per
     (row, seed) on real and on a gem3d-enhanced set (made by enhance.json) and writes the summary."""

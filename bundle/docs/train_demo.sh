@@ -38,3 +38,6 @@ $RUN "['$C/inference.json','$C/train_autoencoder.json','$C/medlord_autoencoder.j
 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/medlord_unet.json']" --max_epochs 200 --val_interval 10
 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/medlord_unet.json','$C/medlord_controlnet.json']" \
     --max_epochs 160 --val_interval 20
+# the decoder with cross-slice layers (decoder "volume"): zero-initialised 1D convolutions across slices on the
+# frozen 2D autoencoder, 16-slice stacks with per-slice latent noise (0-0.3), best validation PSNR kept
+$RUN "['$C/inference.json','$C/train_autoencoder.json','$C/train_volume_decoder.json']" --max_epochs 24
