@@ -161,6 +161,8 @@ def test_pretrain_study_end_to_end(tiny, coords_demo, tmp_path):
     assert set(summary) == {
         f"{i}_{p}_50pct" for i in ("scratch", "diffusion_coordinates") for p in ("frozen", "finetune")
     }
+    # the study scores every label on its own beside the regions (a weak segmenter learns the anatomy first)
+    assert {"whole_tumour", "label_brain", "label_edema"} <= set(summary["scratch_frozen_50pct"])
     timing = json.load(open(out / "pretraining.json"))["backbones"]["diffusion_coordinates"]
     assert timing["seconds"] > 0
     subset = json.load(open(out / "labels_scratch_frozen_50pct.json"))["training"]

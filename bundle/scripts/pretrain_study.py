@@ -26,7 +26,8 @@ def pretrain_backbones(config_files: list, variants: dict, output_dir: str, over
     from monai.bundle import run
 
     made = {}
-    for name, spec in variants.items():
+    for name, variant in variants.items():
+        spec = {k: v for k, v in variant.items() if k != "fractions"}
         weights = os.path.join(output_dir, f"{name}.pt")
         seconds = None
         if not os.path.isfile(weights):
@@ -43,13 +44,16 @@ def pretrain_backbones(config_files: list, variants: dict, output_dir: str, over
     return made
 
 
-def study_rows(backbones: dict, protocols: list, fractions: list) -> dict:
-    """Rows ``{init}_{protocol}_{percent}`` for scratch and every pretrained backbone."""
+def study_rows(backbones: dict, protocols: list, fractions: list, variants: dict | None = None) -> dict:
+    """Rows ``{init}_{protocol}_{percent}`` for scratch and every pretrained backbone; a variant with ``"fractions"``
+    is studied at those label fractions only."""
     rows = {}
     inits = {"scratch": None, **{name: b["file"] for name, b in backbones.items()}}
     for fraction in fractions:
         for protocol in protocols:
             for init, weights in inits.items():
+                if fraction not in (variants or {}).get(init, {}).get("fractions", fractions):
+                    continue
                 rows[f"{init}_{protocol}_{100 * fraction:g}pct"] = {
                     "real": True,
                     "fraction": float(fraction),
@@ -81,5 +85,5 @@ def run_pretrain_study(
             if b["seconds"] is None and name in old:
                 b["seconds"] = old[name]["seconds"]
     save_json({"variants": variants, "backbones": backbones}, previous, overwrite=True)
-    rows = study_rows(backbones, protocols, fractions)
+    rows = study_rows(backbones, protocols, fractions, variants)
     return run_study(segment_configs, rows, seeds, datalist, "", output_dir, segment_overrides)

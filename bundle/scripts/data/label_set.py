@@ -62,6 +62,12 @@ class LabelSet:
         return bool(self.anatomy_labels)
 
     @property
+    def regions_and_labels(self) -> dict:
+        """The scored regions plus every foreground label on its own (``label_<name>``): what the pretraining study
+        scores, where a weak segmenter may learn the anatomy long before the lesions."""
+        return {**self.regions, **{f"label_{n}": (v,) for v, n in self.names.items() if v != 0}}
+
+    @property
     def focus(self) -> tuple:
         """Labels a preview centres on: the lesions, else every foreground label."""
         return self.lesion_labels or tuple(v for v in self.names if v != 0)

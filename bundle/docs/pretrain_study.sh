@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Diffusion pretraining with anatomical guidance for segmentation: the coordinate regressor and the study as measured
+# in BENCHMARKS.md ("Pretraining the segmenter").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+B="$PY -m monai.bundle run --config_file"
+# 1. the demo set with every patient's MNI coordinate map (the same 32 + 8 patients as bundle/data/demo)
+$B bundle/configs/prepare_demo.json --dataset_dir bundle/data/demo_coords --demo_coordinates true
+# 2. the coordinate regressor (coordinates for volumes without maps; its error in mm on the 8 test patients)
+$B "['bundle/configs/inference.json','bundle/configs/pretrain_segmenter.json','bundle/configs/train_coordinates.json']"
+# 3. gem3d's synthetic volumes for the larger pretraining corpus: each demo training mask resampled once
+$B "['bundle/configs/inference.json','bundle/configs/enhance.json']" --repeats 1 --output_dir bundle/eval/enhanced_1x
+# 4. the study: four backbones pretrained, then scratch / each backbone x frozen / fine-tuned x 10% / 100% labels x 3 seeds
+$B "['bundle/configs/inference.json','bundle/configs/train_segmenter.json','bundle/configs/pretrain_study.json']" \
+  --max_epochs 16 --val_interval 16
