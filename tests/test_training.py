@@ -191,8 +191,9 @@ def test_volume_decoder_trains_only_its_cross_slice_layers(stage_dirs, tmp_path)
             "validate#checkpoint#save_dir": str(out),
             "max_epochs": 1,
             "limit_volumes": 2,
-            "stack_depth": 8,
-            "stacks_per_volume": 2,
+            "val_interval": 1,
+            "stack_depth": 16,  # >= the 3D SSIM window (11)
+            "stacks_per_volume": 1,
         },
     )
     trained = torch.load(out / "volume_decoder.pt", weights_only=True)

@@ -167,9 +167,9 @@ def run_benchmark(
                 decode_s = [0.0]
                 decode = model.decode
 
-                def timed_decode(lat, decode=decode):
+                def timed_decode(lat, *args, _decode=decode):
                     t = time.perf_counter()
-                    out = decode(lat)
+                    out = _decode(lat, *args)
                     decode_s[0] += time.perf_counter() - t
                     return out
 

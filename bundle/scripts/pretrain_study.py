@@ -14,8 +14,10 @@ import logging
 import os
 import time
 
+import numpy as np
+
 from .downstream import run_study
-from .io import save_json
+from .io import new_figure, save_figure, save_json
 
 logger = logging.getLogger(__name__)
 
@@ -86,4 +88,29 @@ def run_pretrain_study(
                 b["seconds"] = old[name]["seconds"]
     save_json({"variants": variants, "backbones": backbones}, previous, overwrite=True)
     rows = study_rows(backbones, protocols, fractions, variants)
-    return run_study(segment_configs, rows, seeds, datalist, "", output_dir, segment_overrides)
+    summary = run_study(segment_configs, rows, seeds, datalist, "", output_dir, segment_overrides)
+    plot_study(summary, ["scratch", *backbones], protocols, fractions, os.path.join(output_dir, "pretraining.png"))
+    return summary
+
+
+def plot_study(summary: dict, inits: list, protocols: list, fractions: list, path: str, regions=None) -> None:
+    """One panel per region (default: the anatomy label and the whole tumour when scored): Dice mean ± std per
+    backbone, one bar per protocol x label fraction."""
+    first = next(iter(summary.values()))
+    regions = regions or [r for r in ("label_brain", "whole_tumour") if r in first] or list(first)[:2]
+    combos = [(p, f) for f in fractions for p in protocols]
+    fig, axes = new_figure(1, len(regions), figsize=(5.5 * len(regions), 3.8))
+    axes = np.atleast_1d(axes)
+    width = 0.8 / len(combos)
+    for ax, region in zip(axes, regions):
+        for k, (protocol, fraction) in enumerate(combos):
+            keys = [f"{i}_{protocol}_{100 * fraction:g}pct" for i in inits]
+            mean = [summary[key][region]["dice_mean"] if key in summary else np.nan for key in keys]
+            std = [summary[key][region]["dice_std"] if key in summary else 0.0 for key in keys]
+            x = np.arange(len(inits)) + (k - (len(combos) - 1) / 2) * width
+            ax.bar(x, mean, width, yerr=std, capsize=2, label=f"{protocol}, {100 * fraction:g}% labels")
+        ax.set_xticks(np.arange(len(inits)), [i.replace("_", "\n") for i in inits], fontsize=7)
+        ax.set_title(f"{region} Dice (%) on the real test set")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, overwrite=True)

@@ -92,8 +92,15 @@ def build_ct_dataset(
     seed: int = 0,
     previews: int = 4,
     overwrite: bool = False,
+    coordinates: bool = False,
 ) -> str:
-    """Write the CT phantom dataset (NIfTI in HU, labels, MSD-style datalist with the label set, previews)."""
+    """Write the CT phantom dataset (NIfTI in HU, labels, MSD-style datalist with the label set, previews).
+
+    ``coordinates`` (template coordinate maps) exist for the brain demo only."""
+    if coordinates:
+        raise Gem3dInputError(
+            "the CT phantoms have no template coordinate maps (demo_coordinates is for the brain demo)"
+        )
     spec = {
         "kind": "abdomen_ct",
         "num_train": int(num_train),
