@@ -10,6 +10,7 @@ study's downstream.json / downstream.md / downstream.png.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -24,14 +25,17 @@ logger = logging.getLogger(__name__)
 
 def pretrain_backbones(config_files: list, variants: dict, output_dir: str, overrides: dict) -> dict:
     """Pretrain each variant ``{name: {"pretext": ..., more overrides}}`` unless its weights exist; returns
-    {name: {"file", "seconds"}} (seconds None for weights made earlier)."""
+    {name: {"file", "seconds"}}: the pretraining time, for weights made earlier the one ``pretraining.json`` recorded
+    then (None if none did)."""
     from monai.bundle import run
 
+    record = os.path.join(output_dir, "pretraining.json")
+    earlier = json.load(open(record))["backbones"] if os.path.isfile(record) else {}
     made = {}
     for name, variant in variants.items():
         spec = {k: v for k, v in variant.items() if k != "fractions"}
         weights = os.path.join(output_dir, f"{name}.pt")
-        seconds = None
+        seconds = earlier.get(name, {}).get("seconds")
         if not os.path.isfile(weights):
             logger.info(f"pretraining {name}: {spec}")
             start = time.time()
@@ -77,16 +81,9 @@ def run_pretrain_study(
     segment_overrides: dict,
 ) -> dict:
     backbones = pretrain_backbones(pretrain_configs, variants, output_dir, pretrain_overrides)
-    previous = os.path.join(output_dir, "pretraining.json")
-    if os.path.isfile(previous):  # keep the timing of backbones pretrained by an earlier run of the study
-        import json
-
-        with open(previous) as f:
-            old = json.load(f)["backbones"]
-        for name, b in backbones.items():
-            if b["seconds"] is None and name in old:
-                b["seconds"] = old[name]["seconds"]
-    save_json({"variants": variants, "backbones": backbones}, previous, overwrite=True)
+    save_json(
+        {"variants": variants, "backbones": backbones}, os.path.join(output_dir, "pretraining.json"), overwrite=True
+    )
     rows = study_rows(backbones, protocols, fractions, variants)
     summary = run_study(segment_configs, rows, seeds, datalist, "", output_dir, segment_overrides)
     plot_study(summary, ["scratch", *backbones], protocols, fractions, os.path.join(output_dir, "pretraining.png"))

@@ -33,23 +33,16 @@ def normalise_mm(mm: np.ndarray) -> np.ndarray:
     return ((mm - lo) / (hi - lo)).astype(np.float32)
 
 
-def to_mm(normalised: np.ndarray) -> np.ndarray:
-    lo, hi = template_box()
-    return normalised * (hi - lo) + lo
-
-
 def box_size_mm() -> np.ndarray:
     lo, hi = template_box()
     return hi - lo
 
 
-def load_coordinates(path: str, grid: ModelGrid, image_shape=None) -> np.ndarray:
+def load_coordinates(path: str, grid: ModelGrid) -> np.ndarray:
     """A coordinate map file (X, Y, Z, 3) mm -> (3, S, S, Z) normalised coordinates in model space (each axis
     resampled like an image)."""
     data, affine = load_nifti(path, "coordinate map", rank=4)
     if data.shape[-1] != 3:
         raise Gem3dInputError(f"coordinate map {path} has {data.shape[-1]} channels; expected 3 (x, y, z in mm)")
-    if image_shape is not None and tuple(data.shape[:3]) != tuple(image_shape):
-        raise Gem3dInputError(f"coordinate map {path} has shape {data.shape[:3]}, its image {tuple(image_shape)}")
     norm = normalise_mm(np.asarray(data, np.float32))
     return np.stack([to_model_space(norm[..., k], affine, grid, "image")[0] for k in range(3)])

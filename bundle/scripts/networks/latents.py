@@ -34,4 +34,9 @@ def decode_slices(autoencoder, latents: torch.Tensor, device, batch: int) -> np.
 
 def decode_latents(autoencoder, latents: torch.Tensor, device, batch: int) -> np.ndarray:
     """(N, C, h, w) unscaled latents -> (S, S, N) image (slices stacked along the last axis)."""
-    return np.ascontiguousarray(np.moveaxis(decode_slices(autoencoder, latents, device, batch)[:, 0], 0, 2))
+    return slices_to_volume(decode_slices(autoencoder, latents, device, batch))
+
+
+def slices_to_volume(slices: np.ndarray) -> np.ndarray:
+    """(N, K, S, S) decoded slices -> (S, S, N): the first channel, slices stacked along the last axis."""
+    return np.ascontiguousarray(np.moveaxis(slices[:, 0], 0, 2))

@@ -73,17 +73,15 @@ class VolumeDecoder(nn.Module):
         return self.autoencoder.encode(slices)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(N, C, h, w) latents of N consecutive slices (one volume, in order) or (B, N, C, h, w) -> images of the
-        same leading shape, (..., 1, S, S)."""
-        stacked = latents.ndim == 5
-        n = latents.shape[1] if stacked else latents.shape[0]
-        x = self.autoencoder.post_quant_conv(latents.flatten(0, 1) if stacked else latents)
+        """(B, N, C, h, w) latents of B stacks of N consecutive slices (in order) -> (B, N, 1, S, S) images."""
+        n = latents.shape[1]
+        x = self.autoencoder.post_quant_conv(latents.flatten(0, 1))
         # MONAI's Decoder runs its blocks in one loop with no hook between them, so the loop is written out here
         for i, block in enumerate(self.autoencoder.decoder.blocks):
             x = block(x)
             if str(i) in self.temporal:
                 x = x + self.temporal[str(i)](x, n)
-        return x.unflatten(0, (-1, n)) if stacked else x
+        return x.unflatten(0, (-1, n))
 
     def forward(self, volumes: torch.Tensor):
         """(B, 1, S, S, N) stacks of slices -> (reconstruction of the same shape, mu, sigma), the shape of

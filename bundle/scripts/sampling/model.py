@@ -6,8 +6,11 @@ import numpy as np
 import torch
 
 from ..errors import Gem3dInputError
-from ..networks.latents import decode_latents, encode_slices
+from ..networks.latents import decode_latents, encode_slices, slices_to_volume
 from ..networks.weights import LatentModel
+
+# the 2D decoder slice by slice; the decoder with cross-slice layers (networks/volume_decoder.py)
+DECODERS = ("slice", "volume")
 
 
 class Gem3dModel(LatentModel):
@@ -61,10 +64,10 @@ class Gem3dModel(LatentModel):
     def decode(self, latents: torch.Tensor, decoder: str = "slice") -> np.ndarray:
         """(Z, C, h, w) scaled latents of one volume -> (S, S, Z) image: each slice on its own (``decoder`` "slice"),
         or all slices together through the cross-slice layers ("volume"; memory grows with Z)."""
+        if decoder not in DECODERS:
+            raise Gem3dInputError(f"decoder must be {' or '.join(map(repr, DECODERS))}, not {decoder!r}")
         if decoder == "volume":
             with torch.inference_mode():
-                out = self.networks["volume_decoder"].decode((latents / self.scale).to(self.device))
-            return np.ascontiguousarray(np.moveaxis(out[:, 0].float().cpu().numpy(), 0, 2))
-        if decoder != "slice":
-            raise Gem3dInputError(f"unknown decoder {decoder!r}: 'slice' or 'volume'")
+                out = self.networks["volume_decoder"].decode((latents / self.scale).to(self.device)[None])[0]
+            return slices_to_volume(out.float().cpu().numpy())
         return decode_latents(self.autoencoder, latents / self.scale, self.device, self.decode_batch)

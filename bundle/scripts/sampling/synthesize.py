@@ -23,6 +23,7 @@ from ..data.model_space import ModelGrid, from_model_space, to_model_space
 from ..errors import Gem3dInputError
 from ..precision import resolve_precision
 from .informed import informed_latent
+from .model import DECODERS
 from .sampler import PropagationSampler, SamplerSettings
 from .window_plan import check_parameters
 
@@ -94,8 +95,8 @@ class Synthesizer:
 
     @decoder.setter
     def decoder(self, value: str) -> None:
-        if value not in ("slice", "volume"):
-            raise Gem3dInputError(f"decoder must be 'slice' or 'volume', not {value!r}")
+        if value not in DECODERS:  # refused when set (a variant too), not after sampling
+            raise Gem3dInputError(f"decoder must be {' or '.join(map(repr, DECODERS))}, not {value!r}")
         self._decoder = str(value)
 
     def _make_sampler(self, progress: bool):
