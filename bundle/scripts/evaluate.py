@@ -42,6 +42,10 @@ DEFAULT_ROWS = {
     "gem3d_ig": {"informed": {"mode": "ig"}},
     "gem3d_true": {"informed": {"mode": "true"}},
     "stage1_only_true": {"informed": {"mode": "true"}, "network": "stage1"},
+    # stage 2 reward fine-tuned (finetune_reward.json), with the default sampler and with the rollouts' own
+    "reward_tuned_true": {"informed": {"mode": "true"}, "network": "reward"},
+    "reward_tuned_true_ddim_eta1": {"informed": {"mode": "true"}, "network": "reward", "solver": "ddim", "eta": 1.0},
+    "gem3d_true_ddim_eta1": {"informed": {"mode": "true"}, "solver": "ddim", "eta": 1.0},
     "no_inpainting_true": {"informed": {"mode": "true"}, "inpaint": False},
     "mask_only_baseline": {"informed": {"mode": "none"}, "network": "mask_only"},
     # the paper's independent starting noise per slice (the remedy for slice-to-slice flicker switched off)
@@ -137,6 +141,7 @@ def evaluate(
                 network = load_weights(
                     alt["network"], alt["file"], f"{row['network']} window model", synth.model.device
                 )
+                overrides["window_weights"] = row["network"]  # recorded with every volume of the row
             row_synth = backends[row["backend"]] if "backend" in row else synth
             with row_synth.variant(overrides, network):
                 run_datalist(

@@ -81,6 +81,44 @@ class LossCurveHandler:
         save_figure(fig, os.path.join(self.output_dir, f"{self.name}_curve.png"), overwrite=True)
 
 
+class ScalarCurvesHandler:
+    """Records chosen scalars of the engine's output every iteration (reward, KL, clip fraction of reward
+    fine-tuning) and writes them as one PNG panel each plus a JSON; a resumed run extends the same curves."""
+
+    def __init__(self, output_dir: str, name: str, keys, smooth: int = 5):
+        self.output_dir, self.name, self.keys, self.smooth = output_dir, name, list(keys), int(smooth)
+        self.path = os.path.join(output_dir, f"{name}_curves.json")
+        self.curves: dict[str, list] = {k: [] for k in self.keys}
+        if os.path.isfile(self.path):
+            with open(self.path) as f:
+                self.curves.update(json.load(f))
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._record)
+
+    def _record(self, engine: Engine) -> None:
+        for k in self.keys:
+            if k in engine.state.output:
+                self.curves[k].append([int(engine.state.iteration), float(engine.state.output[k])])
+        self.write()
+
+    def write(self) -> None:
+        save_json(self.curves, self.path, overwrite=True)
+        shown = [k for k in self.keys if self.curves[k]]
+        if not shown:
+            return
+        fig, axes = new_figure(1, len(shown), figsize=(4 * len(shown), 3.2), squeeze=False)
+        for ax, k in zip(axes[0], shown):
+            arr = np.asarray(self.curves[k])
+            ax.plot(arr[:, 0], arr[:, 1], alpha=0.4, lw=0.8, marker=".")
+            n = max(1, min(self.smooth, len(arr)))
+            ax.plot(arr[n - 1 :, 0], np.convolve(arr[:, 1], np.ones(n) / n, mode="valid"), lw=1.5)
+            ax.set_xlabel("iteration")
+            ax.set_title(k)
+        fig.tight_layout()
+        save_figure(fig, os.path.join(self.output_dir, f"{self.name}_curves.png"), overwrite=True)
+
+
 class GradientClipHandler:
     """Clip the gradient norm of the trainer's trainable parameters between backward and the optimizer step
     (MONAI's ``IterationEvents.BACKWARD_COMPLETED``); MONAI's ``SupervisedTrainer`` has no clipping option."""

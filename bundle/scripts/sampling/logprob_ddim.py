@@ -28,11 +28,13 @@ class LogProbDDIMScheduler(DDIMScheduler):
         eta: float,
         generator: torch.Generator | None = None,
         prev_sample: torch.Tensor | None = None,
+        where: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (x_(t-1), log-density of it per batch element, averaged over the non-batch dimensions).
 
-        ``prev_sample`` None draws x_(t-1) (as MONAI's ``step`` does); given, it is scored. eta must be > 0 (a
-        deterministic step has no density)."""
+        ``prev_sample`` None draws x_(t-1) (as MONAI's ``step`` does); given, it is scored. ``where`` (boolean,
+        broadcastable to the sample) restricts the average to the elements the policy chose (not the inpainted ones).
+        eta must be > 0 (a deterministic step has no density)."""
         if eta <= 0:
             raise ValueError("a DDIM step has a log-probability only with eta > 0")
         prev_timestep = timestep - self.num_train_timesteps // self.num_inference_steps
@@ -56,7 +58,10 @@ class LogProbDDIMScheduler(DDIMScheduler):
             - torch.log(std)
             - 0.5 * math.log(2 * math.pi)
         )
-        return prev_sample, log_prob.flatten(1).mean(1)
+        if where is None:
+            return prev_sample, log_prob.flatten(1).mean(1)
+        weight = torch.broadcast_to(where, log_prob.shape).to(log_prob.dtype).flatten(1)
+        return prev_sample, (log_prob.flatten(1) * weight).sum(1) / weight.sum(1).clamp_min(1.0)
 
     def _x0_and_eps(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_t: torch.Tensor):
         beta_t = 1 - alpha_t

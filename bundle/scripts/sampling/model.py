@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -11,6 +13,15 @@ from ..networks.weights import LatentModel
 
 # the 2D decoder slice by slice; the decoder with cross-slice layers (networks/volume_decoder.py)
 DECODERS = ("slice", "volume")
+# the window model's shipped weights: volumetric tuning (stage 2), and stage 2 reward fine-tuned (finetune_reward.json)
+WINDOW_WEIGHTS = {"stage2": "volume.pt", "reward": "volume_reward.pt"}
+
+
+def window_weights_file(model_dir: str, name: str) -> str:
+    """The file of the window weights called ``name`` (``--window_weights``)."""
+    if name not in WINDOW_WEIGHTS:
+        raise Gem3dInputError(f"window_weights must be one of {sorted(WINDOW_WEIGHTS)}, not {name!r}")
+    return os.path.join(model_dir, WINDOW_WEIGHTS[name])
 
 
 class Gem3dModel(LatentModel):

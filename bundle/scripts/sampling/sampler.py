@@ -62,6 +62,19 @@ class PropagationSampler:
         k = known.view(known.shape[0], 1, -1, 1, 1)
         return torch.where(k, noisy, x)
 
+    def predict(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+        """The window model's output for (B, C, n, h, w) latents ``x`` at timestep ``t`` (bf16 autocast when the
+        settings say so)."""
+        device = x.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16"):
+            pred = self.network(torch.cat([x, cond], dim=1), torch.tensor(t, device=device).expand(x.shape[0]))
+        return pred.float()
+
+    def step(self, x: torch.Tensor, t: int, cond: torch.Tensor, known: torch.Tensor, generator) -> torch.Tensor:
+        """One solver step of a wave; ``known`` (B, n) marks the slices held by inpainting (unused here; the
+        rollout sampler records which slices were the model's own)."""
+        return self.scheduler.step(self.predict(x, t, cond), t, x, eta=self.settings.eta, generator=generator)[0]
+
     @torch.inference_mode()
     def sample(
         self,
@@ -104,12 +117,9 @@ class PropagationSampler:
             else:
                 x = torch.stack([start_noise[w.start : w.stop].permute(1, 0, 2, 3) for w in group]).to(device)
             for t in self.scheduler.timesteps:
-                t_dev = t.to(device)
                 if s.inpaint:
-                    x = self.inpaint(x, clean, known, t_dev, generator)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.precision == "bf16"):
-                    pred = self.network(torch.cat([x, cond], dim=1), t_dev.expand(x.shape[0]))
-                x, _ = self.scheduler.step(pred.float(), t.item(), x, eta=s.eta, generator=generator)
+                    x = self.inpaint(x, clean, known, t.to(device), generator)
+                x = self.step(x, int(t), cond, known if s.inpaint else torch.zeros_like(known), generator)
                 bar.update(1)
             if s.inpaint:
                 x = torch.where(known.view(known.shape[0], 1, -1, 1, 1), clean, x)

@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 class Synthesizer:
     """Turns one mask into one synthetic volume; every parameter that shaped the result goes into its record."""
 
-    variant_attributes: tuple = ("decoder",)  # a backend's own settings that ``variant`` may override too
+    # a backend's own settings that ``variant`` may override too; ``window_weights`` names the window model in use
+    variant_attributes: tuple = ("decoder", "window_weights")
 
     def __init__(
         self,
@@ -56,9 +57,11 @@ class Synthesizer:
         solvers: dict | None = None,
         noise_correlation: float = SamplerSettings.noise_correlation,
         decoder: str = "slice",
+        window_weights: str = "stage2",
     ):
         self.model = model
         self.decoder = decoder
+        self.window_weights = str(window_weights)
         self.cfg = {
             "grid": grid,
             "labels": labels,
@@ -163,24 +166,13 @@ class Synthesizer:
     ) -> dict:
         """Return {"image": array on the mask's grid, "mask": mask used, "affine", "record"}."""
         start = time.time()
-        position = self.position if position is None else float(position)
-        informed = dict(self.informed if informed is None else informed)
-        mask, affine = read_mask(mask_path, self.cfg["num_labels"])
-        self._check_mask(mask, position)
-        rng = np.random.default_rng(int(seed))
-        generator = torch.Generator().manual_seed(int(seed))
-        mask_ms, geom = to_model_space(mask, affine, self.cfg["grid"], "label")
-        grid_note = _check_extent(mask_path, geom, self.cfg["grid"], self.settings.window)
-        aug_params = {"settings": asdict(self.augment)}
-        if self.augment.flip or self.augment.max_rotation_deg > 0 or self.augment.max_shift_fraction > 0:
-            mask_ms, aug_params = augment_mask(mask_ms, self.augment, rng, self.cfg["labels"])
-            mask_used = from_model_space(mask_ms, geom, "label").astype(np.int16)
-        else:
-            mask_used = mask
-        image_ms, generation = self._generate(mask_ms, rng, generator, informed, position, image_path, case_id)
-        image = np.clip(from_model_space(image_ms, geom, "image"), 0.0, None).astype(np.float32)
+        ms = self.generate_model_space(mask_path, seed, case_id, image_path, informed, position)
+        geom, aug_params, generation, grid_note = ms["geometry"], ms["augmentation"], ms["generation"], ms["note"]
+        mask_used = ms["native_mask"]
+        image = np.clip(from_model_space(ms["image"], geom, "image"), 0.0, None).astype(np.float32)
         if self.zero_background:
             image[mask_used == 0] = 0.0
+        affine = ms["affine"]
         record = {
             "case": case_id,
             "mask_source": os.path.abspath(mask_path),
@@ -200,6 +192,53 @@ class Synthesizer:
         }
         focus = self.cfg["labels"].focus  # what the preview centres on
         return {"image": image, "mask": mask_used, "affine": affine, "record": record, "focus": focus}
+
+    def generate_model_space(
+        self,
+        mask_path: str,
+        seed: int,
+        case_id: str,
+        image_path: str | None = None,
+        informed: dict | None = None,
+        position: float | None = None,
+    ) -> dict:
+        """The model-space half of ``synthesize`` (reward fine-tuning scores this): {"image": (S, S, Z) as generated,
+        "mask": the model-space mask used, "native_mask", "affine", "geometry", "augmentation", "generation",
+        "note"}."""
+        position = self.position if position is None else float(position)
+        informed = dict(self.informed if informed is None else informed)
+        mask, affine = read_mask(mask_path, self.cfg["num_labels"])
+        self._check_mask(mask, position)
+        rng = np.random.default_rng(int(seed))
+        generator = torch.Generator().manual_seed(int(seed))
+        mask_ms, geom = to_model_space(mask, affine, self.cfg["grid"], "label")
+        grid_note = _check_extent(mask_path, geom, self.cfg["grid"], self.settings.window)
+        aug_params = {"settings": asdict(self.augment)}
+        if self.augment.flip or self.augment.max_rotation_deg > 0 or self.augment.max_shift_fraction > 0:
+            mask_ms, aug_params = augment_mask(mask_ms, self.augment, rng, self.cfg["labels"])
+            mask_used = from_model_space(mask_ms, geom, "label").astype(np.int16)
+        else:
+            mask_used = mask
+        image_ms, generation = self._generate(mask_ms, rng, generator, informed, position, image_path, case_id)
+        return {
+            "image": image_ms,
+            "mask": mask_ms,
+            "native_mask": mask_used,
+            "affine": affine,
+            "geometry": geom,
+            "augmentation": aug_params,
+            "generation": generation,
+            "note": grid_note,
+        }
+
+    @contextmanager
+    def using_sampler(self, sampler):
+        """Temporarily sample with another sampler (the rollout sampler of reward fine-tuning)."""
+        saved, self.sampler = self.sampler, sampler
+        try:
+            yield self
+        finally:
+            self.sampler = saved
 
     def _check_mask(self, mask: np.ndarray, position: float) -> None:
         check_parameters(mask.shape[2], self.settings.window, self.settings.overlap, position)
@@ -222,7 +261,8 @@ class Synthesizer:
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
         latents = self.sampler.sample(mask_lat, inf_lat, position, generator, mask_only=inf_record["mode"] == "none")
         image = self.model.decode(latents, self.decoder)
-        return image, {"backend": "gem3d", "position": position, "informed": inf_record, "decoder": self.decoder}
+        generation = {"backend": "gem3d", "position": position, "informed": inf_record, "decoder": self.decoder}
+        return image, {**generation, "window_weights": self.window_weights}
 
 
 def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:

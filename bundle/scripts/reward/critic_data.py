@@ -1,0 +1,92 @@
+"""What the reward critics learn from: real volumes against volumes the rollout sampler generates, in model space.
+
+Both sides are in the window model's own space and intensities (real: the preprocessed training volumes; generated:
+the sampler's model-space output, background zeroed like the synthesizer's), so a critic can only tell them apart
+by what the generator gets wrong, not by a resampling or normalisation step that one side skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ..data.datalist import read_datalist
+from ..data.volume_dataset import load_sources
+from ..errors import Gem3dInputError
+
+logger = logging.getLogger(__name__)
+
+
+def generated_volumes(
+    synth, sampler, datalist: str, section: str, cache_file: str, seed: int = 0, limit=None, informed=None
+):
+    """Model-space volumes of every mask of a datalist section, generated with ``sampler`` and ``informed`` (the
+    rollouts' settings); cached in ``cache_file`` (.npz) so that both critics see the same ones. Returns
+    [{"image": (1, S, S, Z), "id"}]."""
+    items = read_datalist(datalist, (section,))[section]
+    items = items[: int(limit)] if limit else items
+    ids = [it["id"] for it in items]
+    if os.path.isfile(cache_file):
+        with np.load(cache_file) as f:
+            if list(f["ids"]) == ids:
+                return [{"image": f[f"v{i}"][None], "id": c} for i, c in enumerate(ids)]
+        logger.info(f"{cache_file} holds other cases; generating again")
+    volumes = []
+    with synth.using_sampler(sampler):
+        for i, item in enumerate(tqdm(items, desc=f"generating {section} volumes for the critics", unit="volume")):
+            out = synth.generate_model_space(
+                item["label"], seed + i, item["id"], image_path=item.get("image"), informed=informed
+            )
+            volumes.append(scored_image(out["image"], out["mask"], synth.zero_background))
+    os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
+    tmp = cache_file + ".tmp.npz"
+    np.savez_compressed(tmp, ids=np.asarray(ids), **{f"v{i}": v for i, v in enumerate(volumes)})
+    os.replace(tmp, cache_file)
+    return [{"image": v[None], "id": c} for v, c in zip(volumes, ids)]
+
+
+def scored_image(image: np.ndarray, mask: np.ndarray, zero_background: bool) -> np.ndarray:
+    """A model-space image as the synthesizer would deliver it (non-negative, background zeroed where the mask is
+    the whole anatomy): what the critics see and what the rewards score."""
+    image = np.clip(np.asarray(image, np.float32), 0.0, None)
+    return np.where(np.asarray(mask) > 0, image, 0.0).astype(np.float32) if zero_background else image
+
+
+def real_volumes(sources, grid, num_labels: int, modality: str = "mri", limit=None) -> list[dict]:
+    return [{"image": c["image"], "id": c["id"]} for c in load_sources(sources, grid, num_labels, modality, limit)]
+
+
+class CriticDataset(Dataset):
+    """Real (target 1) against generated (target 0) items: whole volumes (``kind`` "volume", (1, S, S, Z)) or
+    their axial slices that hold anatomy ("slice", (1, S, S))."""
+
+    def __init__(self, real: list[dict], fake: list[dict], kind: str, min_foreground: float = 0.05):
+        if kind not in ("slice", "volume"):
+            raise Gem3dInputError(f"critic kind must be 'slice' or 'volume', not {kind!r}")
+        if not real or not fake:
+            raise Gem3dInputError(f"a critic needs real and generated volumes (got {len(real)} and {len(fake)})")
+        self.items = []
+        for target, cases in ((1.0, real), (0.0, fake)):
+            for case in cases:
+                vol = np.asarray(case["image"], np.float32)
+                parts = [vol] if kind == "volume" else list(axial_slices(vol[0], min_foreground)[:, None])
+                self.items += [(p, target) for p in parts]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        x, target = self.items[i]
+        return {"image": torch.from_numpy(np.ascontiguousarray(x)), "label": torch.tensor([target])}
+
+
+def axial_slices(volume: np.ndarray, min_foreground: float = 0.05) -> np.ndarray:
+    """(K, S, S) axial slices of an (S, S, Z) volume whose anatomy (non-zero) fraction is at least
+    ``min_foreground``."""
+    keep = (np.asarray(volume) > 0.02).mean((0, 1)) >= min_foreground
+    return np.moveaxis(np.asarray(volume)[:, :, keep], 2, 0)

@@ -1,0 +1,142 @@
+"""PPO on the denoising chain (DDPO-IS style) for the GEM-3D window model.
+
+One iteration: for a batch of masks (the prompts), ``samples_per_mask`` whole volumes are rolled out with the real
+propagation sampler (stochastic DDIM, every step recorded), scored by the multi-scale reward, the rewards normalised
+within each mask's samples (advantages), and the trainable parameters updated with the clipped importance ratio of
+every recorded step's log-probability under the new weights against the one under the rollout weights.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..errors import Gem3dInputError
+from .critic_data import scored_image
+
+
+def mask_advantages(rewards: torch.Tensor, groups, eps: float = 1e-6) -> torch.Tensor:
+    """Each reward minus the mean of the rewards of the same mask, over their standard deviation (the mask plays the
+    prompt's role, so only the differences between samples of one mask teach the policy anything)."""
+    rewards = torch.as_tensor(rewards, dtype=torch.float32)
+    groups = np.asarray(groups)
+    out = torch.zeros_like(rewards)
+    for g in np.unique(groups):
+        idx = torch.from_numpy(np.nonzero(groups == g)[0])
+        if len(idx) < 2:
+            raise Gem3dInputError("advantages per mask need at least 2 samples of every mask (samples_per_mask >= 2)")
+        r = rewards[idx]
+        out[idx] = (r - r.mean()) / (r.std(unbiased=False) + eps)
+    return out
+
+
+def clipped_objective(logprob, old_logprob, advantages, clip_range: float):
+    """PPO's clipped surrogate (to minimise) and its diagnostics: the approximate KL between the rollout and the
+    current policy on the recorded steps, and the fraction of ratios outside the clip range."""
+    ratio = torch.exp(logprob - old_logprob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = torch.maximum(unclipped, clipped).mean()
+    with torch.no_grad():
+        stats = {
+            "approx_kl": float(0.5 * ((logprob - old_logprob) ** 2).mean()),
+            "clip_fraction": float(((ratio - 1.0).abs() > clip_range).float().mean()),
+        }
+    return loss, stats
+
+
+class RewardFineTuner:
+    """The PPO iteration as an ignite process function (``Engine(RewardFineTuner(...))``); a batch is a list of
+    datalist items with ``label`` (the mask) and ``image`` (for the true informed slice)."""
+
+    def __init__(
+        self,
+        synthesizer,
+        sampler,
+        reward,
+        optimizer,
+        samples_per_mask: int = 4,
+        clip_range: float = 1e-4,
+        advantage_clip: float = 5.0,
+        step_fraction: float = 0.5,
+        updates_per_iteration: int = 2,
+        max_grad_norm: float = 1.0,
+        informed: dict | None = None,
+        seed: int = 0,
+    ):
+        if int(samples_per_mask) < 2:
+            raise Gem3dInputError(f"samples_per_mask must be >= 2 (advantages are per mask), got {samples_per_mask}")
+        if not 0.0 < float(step_fraction) <= 1.0:
+            raise Gem3dInputError(f"step_fraction must lie in (0, 1], got {step_fraction}")
+        self.synth, self.reward, self.optimizer = synthesizer, reward, optimizer
+        self.sampler = sampler  # a RolloutSampler of the synthesizer's window model (rollout.rollout_sampler)
+        self.samples_per_mask, self.clip_range = int(samples_per_mask), float(clip_range)
+        self.advantage_clip, self.step_fraction = float(advantage_clip), float(step_fraction)
+        self.updates, self.max_grad_norm = int(updates_per_iteration), float(max_grad_norm)
+        self.informed, self.seed = dict(informed) if informed else None, int(seed)
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def rollout(self, item: dict, seed: int) -> tuple[list, dict]:
+        """One whole volume for one mask: its recorded steps and its reward (with the reward's parts)."""
+        with self.synth.using_sampler(self.sampler):
+            out = self.synth.generate_model_space(
+                item["label"], seed, item.get("id", "case"), image_path=item.get("image"), informed=self.informed
+            )
+        image = scored_image(out["image"], out["mask"], self.synth.zero_background)
+        return self.sampler.trajectory, self.reward(image, out["mask"])
+
+    def __call__(self, engine, batch: list[dict]) -> dict:
+        start = time.time()
+        it = int(engine.state.iteration)
+        rollouts, groups = [], []
+        for m, item in enumerate(batch):
+            for k in range(self.samples_per_mask):
+                seed = self.seed + 1_000_003 * it + self.samples_per_mask * m + k
+                rollouts.append(self.rollout(item, seed))
+                groups.append(m)
+        rewards = torch.tensor([r["reward"] for _, r in rollouts])
+        adv = mask_advantages(rewards, groups).clamp(-self.advantage_clip, self.advantage_clip)
+        rollout_seconds = time.time() - start
+        stats = self.update([traj for traj, _ in rollouts], adv, np.random.default_rng(self.seed + it))
+        out = {
+            "loss": stats.pop("loss"),
+            "reward": float(rewards.mean()),
+            **{f"reward_{k}": float(np.mean([r[k] for _, r in rollouts])) for k in rollouts[0][1] if k != "reward"},
+            **stats,
+            "rollout_seconds": rollout_seconds,
+            "seconds": time.time() - start,
+        }
+        return out
+
+    def update(self, trajectories: list[list], advantages: torch.Tensor, rng: np.random.Generator) -> dict:
+        """``updates`` optimiser steps, each over a share of the rollouts and, per rollout, a random
+        ``step_fraction`` of its recorded steps (DDPO's timestep fraction)."""
+        order = rng.permutation(len(trajectories))
+        losses, kls, clips, norms = [], [], [], []
+        for share in np.array_split(order, min(self.updates, len(order))):
+            chosen = []
+            for i in share:
+                traj = trajectories[i]
+                keep = max(1, int(round(self.step_fraction * len(traj))))
+                chosen += [(traj[j], advantages[i]) for j in sorted(rng.choice(len(traj), keep, replace=False))]
+            self.optimizer.zero_grad(set_to_none=True)
+            for step, adv in chosen:
+                logprob = self.sampler.logprob(step)
+                loss, s = clipped_objective(logprob, step.logprob, adv.expand_as(logprob), self.clip_range)
+                (loss / len(chosen)).backward()
+                losses.append(float(loss))
+                kls.append(s["approx_kl"])
+                clips.append(s["clip_fraction"])
+            norms.append(float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)))
+            self.optimizer.step()
+        return {
+            "loss": float(np.mean(losses)),
+            "approx_kl": float(np.mean(kls)),
+            "clip_fraction": float(np.mean(clips)),
+            "grad_norm": float(np.mean(norms)),
+        }

@@ -1,0 +1,80 @@
+"""Rollouts for reward fine-tuning: whole volumes sampled by the real propagation sampler with stochastic DDIM steps,
+every step's window latents and log-probability recorded, and re-scoring of a recorded step under new weights.
+
+The policy's action at a step is the drawn x_(t-1) of the slices the window generates; slices held by inpainting
+(the overlap with earlier windows) are the environment's and do not count in the log-probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from ..errors import Gem3dInputError
+from .logprob_ddim import LogProbDDIMScheduler
+from .sampler import PropagationSampler, SamplerSettings
+
+
+@dataclass
+class RolloutStep:
+    """One stochastic DDIM step of one wave of windows (B windows of one volume)."""
+
+    x: torch.Tensor  # (B, C, n, h, w) window latents the network saw (after inpainting)
+    cond: torch.Tensor  # (B, K, n, h, w) their conditions
+    t: int
+    prev: torch.Tensor  # (B, C, n, h, w) the drawn x_(t-1)
+    free: torch.Tensor  # (B, n) the slices the policy generated
+    logprob: torch.Tensor  # (B,) mean log-density of the drawn free slices
+
+
+class RolloutSampler(PropagationSampler):
+    """The propagation sampler with recorded stochastic DDIM steps (``trajectory``, one entry per step and wave)."""
+
+    def __init__(self, network, scheduler: LogProbDDIMScheduler, settings: SamplerSettings, progress: bool = False):
+        if not isinstance(scheduler, LogProbDDIMScheduler):
+            raise Gem3dInputError(f"rollouts need a LogProbDDIMScheduler, got {type(scheduler).__name__}")
+        if settings.eta <= 0:
+            raise Gem3dInputError(f"rollouts need stochastic steps (eta > 0), got eta={settings.eta}")
+        super().__init__(network, scheduler, settings, progress)
+        self.trajectory: list[RolloutStep] = []
+
+    def step(self, x, t, cond, known, generator):
+        free = ~known
+        prev, logprob = self.scheduler.step_with_logprob(
+            self.predict(x, t, cond), t, x, self.settings.eta, generator, where=_slice_weight(free)
+        )
+        self.trajectory.append(RolloutStep(x, cond, t, prev, free, logprob))
+        return prev
+
+    def sample(self, *args, **kwargs):
+        self.trajectory = []
+        out = super().sample(*args, **kwargs)
+        # tensors made under inference mode cannot enter autograd; copies made here, outside it, can
+        self.trajectory = [
+            RolloutStep(**{f.name: _copy(getattr(s, f.name)) for f in fields(RolloutStep)}) for s in self.trajectory
+        ]
+        return out
+
+    def logprob(self, step: RolloutStep) -> torch.Tensor:
+        """(B,) log-density of the recorded draw under the network's current weights (differentiable)."""
+        self.scheduler.set_timesteps(self.settings.steps)
+        pred = self.predict(step.x, step.t, step.cond)
+        _, logprob = self.scheduler.step_with_logprob(
+            pred, step.t, step.x, self.settings.eta, prev_sample=step.prev, where=_slice_weight(step.free)
+        )
+        return logprob
+
+
+def rollout_sampler(synthesizer, scheduler: LogProbDDIMScheduler, steps: int, eta: float) -> RolloutSampler:
+    """A rollout sampler for ``synthesizer``'s window model, with its settings but ``steps`` stochastic steps."""
+    settings = replace(synthesizer.settings, steps=int(steps), eta=float(eta))
+    return RolloutSampler(lambda: synthesizer.model.window_net, scheduler, settings, progress=False)
+
+
+def _slice_weight(free: torch.Tensor) -> torch.Tensor:
+    return free.view(free.shape[0], 1, free.shape[1], 1, 1)
+
+
+def _copy(value):
+    return value.clone() if isinstance(value, torch.Tensor) else value

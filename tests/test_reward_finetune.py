@@ -1,0 +1,160 @@
+"""Reward fine-tuning (issue 17): rollouts are the real propagation sampler with recorded steps, re-scoring gives
+ratio 1 under unchanged weights, advantages per mask, one PPO update moves only the pseudo-3D layers, and the jobs
+(critic training, fine-tuning, resumption, the switch to the fine-tuned weights) end to end on the tiny model."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_bundle
+from ignite.engine import Engine
+from scripts.data.datalist import read_datalist
+from scripts.errors import Gem3dInputError
+from scripts.reward.ppo import clipped_objective, mask_advantages
+from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
+from scripts.sampling.rollout import RolloutSampler
+from scripts.sampling.sampler import PropagationSampler, SamplerSettings
+from scripts.sampling.window_plan import plan_windows, waves
+from tiny_model import make_tiny_model, parser_with
+
+REWARD = ("inference.json", "reward.json")
+SCHEDULE = dict(num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0205)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, tiny_demo):
+    root = tmp_path_factory.mktemp("tinyreward")
+    overrides = make_tiny_model(str(root / "models"), os.path.dirname(tiny_demo))
+    parser = parser_with(overrides, REWARD)
+    torch.manual_seed(1)
+    # MONAI zero-initialises the UNet's output convolution (and gem3d the pseudo-3D layers): random weights there,
+    # else the tiny model's output would not depend on any weight and no gradient could reach them
+    state = torch.load(f"{root}/models/volume.pt", weights_only=True)
+    for value in state.values():
+        if value.is_floating_point() and not value.any():
+            value.normal_(0.0, 0.05)
+    torch.save(state, f"{root}/models/volume.pt")
+    for kind in ("slice", "volume"):
+        torch.save(parser.get_parsed_content(f"critic_defs#{kind}").state_dict(), f"{root}/models/critic_{kind}.pt")
+    return {**overrides, "run_dir": str(root / "runs")}
+
+
+def _scheduler():
+    sched = LogProbDDIMScheduler(
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction", **SCHEDULE
+    )
+    return sched
+
+
+class Denoiser(torch.nn.Module):
+    """A small window 'model' with a parameter, mixing slices so that windows influence each other."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(4 + 1 + 4 + 1, 4, 3, padding=1)  # latents, mask, informed, offset
+
+    def forward(self, x, t):
+        return self.conv(x) * 0.1
+
+
+def _inputs(z=20):
+    mask = torch.zeros(z, 1, 6, 6)
+    mask[:, :, 2:4, 2:4] = 1
+    return mask, torch.randn(4, 6, 6)
+
+
+def test_rollout_is_the_propagation_sampler_and_rescoring_gives_ratio_one():
+    torch.manual_seed(0)
+    net = Denoiser()
+    settings = SamplerSettings(window=8, overlap=2, steps=4, eta=1.0, precision="fp32")
+    mask, informed = _inputs()
+    plain = PropagationSampler(net, _scheduler(), settings, progress=False)
+    ref = plain.sample(mask, informed, 0.5, torch.Generator().manual_seed(3))
+    rollout = RolloutSampler(net, _scheduler(), settings)
+    out = rollout.sample(mask, informed, 0.5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)  # the same draws: the rollout is what users get
+    assert len(rollout.trajectory) == settings.steps * len(waves(plan_windows(20, 8, 2, 0.5)))  # every step recorded
+    later = [s for s in rollout.trajectory if not s.free.all()]
+    assert later and all(int((~s.free).sum(1).min()) >= 2 for s in later)  # overlap slices are not the policy's
+    for step in rollout.trajectory:
+        new = rollout.logprob(step)
+        torch.testing.assert_close(torch.exp(new - step.logprob), torch.ones_like(new))
+    # the known slices do not enter the log-probability: moving them leaves it unchanged
+    step = later[0]
+    moved = type(step)(
+        step.x, step.cond, step.t, step.prev + (~step.free)[:, None, :, None, None] * 5.0, step.free, step.logprob
+    )
+    torch.testing.assert_close(rollout.logprob(moved), rollout.logprob(step))
+    loss, stats = clipped_objective(rollout.logprob(step), step.logprob, torch.ones(len(step.logprob)), 1e-4)
+    loss.backward()
+    assert net.conv.weight.grad.abs().sum() > 0 and stats["clip_fraction"] == 0.0 and stats["approx_kl"] < 1e-10
+    with pytest.raises(Gem3dInputError, match="eta > 0"):
+        RolloutSampler(net, _scheduler(), SamplerSettings(eta=0.0))
+
+
+def test_advantages_are_normalised_per_mask():
+    rewards = torch.tensor([1.0, 3.0, 10.0, 10.5, 11.0, 9.5])
+    adv = mask_advantages(rewards, [0, 0, 1, 1, 1, 1])
+    torch.testing.assert_close(adv[:2], torch.tensor([-1.0, 1.0]), atol=1e-5, rtol=0)
+    assert abs(float(adv[2:].mean())) < 1e-6 and abs(float(adv[2:].std(unbiased=False)) - 1) < 1e-4
+    assert float(adv[4]) > float(adv[3]) > float(adv[2]) > float(adv[5])  # the order within a mask is kept
+    with pytest.raises(Gem3dInputError, match="at least 2 samples"):
+        mask_advantages(torch.tensor([1.0, 2.0, 3.0]), [0, 0, 1])
+
+
+def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo):
+    parser = parser_with(
+        {**tiny, "reward_masks_per_iteration": 1, "reward_samples_per_mask": 2}, REWARD + ("finetune_reward.json",)
+    )
+    tuner = parser.get_parsed_content("fine_tuner")
+    policy = parser.get_parsed_content("policy")
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("temporal.") for n in trainable)
+    item = read_datalist(tiny_demo, ["training"])["training"][0]
+    engine = Engine(tuner)
+    engine.state.iteration = 1
+    out = tuner(engine, [item])
+    for key in ("loss", "reward", "reward_slice", "reward_volume", "approx_kl", "clip_fraction", "grad_norm"):
+        assert np.isfinite(out[key]), key
+    after = policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= {k for k in before if k.startswith("temporal.")}
+    assert any(k.startswith("temporal.") for k in changed)
+
+
+def test_critic_and_finetune_jobs_end_to_end_with_resumption(tiny, tiny_demo, tmp_path):
+    run_bundle([*REWARD, "train_critic.json"], {**tiny, "critic": "volume", "max_epochs": 1, "critic_limit": 2})
+    models, runs = tiny["model_dir"], tiny["run_dir"]
+    assert os.path.isfile(f"{runs}/reward/generated_training.npz")  # generated once, cached for the other critic
+    assert os.path.isfile(f"{runs}/critic_volume/critic_volume_curve.png")
+    job = {
+        **tiny,
+        "max_epochs": 1,
+        "reward_iterations_per_epoch": 1,
+        "reward_masks_per_iteration": 1,
+        "reward_samples_per_mask": 2,
+    }
+    run_bundle([*REWARD, "finetune_reward.json"], job)
+    weights = f"{models}/volume_reward.pt"
+    first = torch.load(weights, weights_only=True)
+    base = torch.load(f"{models}/volume.pt", weights_only=True)
+    assert first.keys() == base.keys()
+    assert any(not torch.equal(first[k], base[k]) for k in base if k.startswith("temporal."))
+    assert all(torch.equal(first[k], base[k]) for k in base if not k.startswith("temporal."))
+    curves = json.load(open(f"{runs}/reward/reward_curves.json"))
+    assert [i for i, _ in curves["reward"]] == [1]
+    assert os.path.isfile(f"{runs}/reward/reward_curves.png") and glob.glob(f"{runs}/reward/events.out.tfevents*")
+    run_bundle([*REWARD, "finetune_reward.json"], {**job, "max_epochs": 2})  # resumes at iteration 2
+    curves = json.load(open(f"{runs}/reward/reward_curves.json"))
+    assert [i for i, _ in curves["reward"]] == [1, 2]
+    # the main job selects the fine-tuned weights by a switch; a wrong name is refused before anything runs
+    out = tmp_path / "synth"
+    run_bundle(["inference.json"], {**tiny, "window_weights": "reward", "output_dir": str(out), "limit": 1})
+    record = json.load(open(glob.glob(f"{out}/records/*.json")[0]))
+    assert record["window_weights"] == "reward"
+    bad = run_bundle(["inference.json"], {**tiny, "window_weights": "best", "output_dir": str(out)}, check=False)
+    assert bad.returncode != 0 and "window_weights must be one of" in bad.stderr
