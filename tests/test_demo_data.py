@@ -76,3 +76,25 @@ def test_prepare_demo_bundle_run_is_deterministic(tmp_path):
         b = nib.load(str(tmp_path / "b" / rel)).get_fdata()
         assert a.shape == (24, 24, 16)
         np.testing.assert_array_equal(a, b)
+
+
+def test_graded_demo_classes_are_in_the_datalist_images_and_masks(tmp_path):
+    from scripts.data.model_space import ModelGrid
+    from scripts.data.volume_dataset import class_items
+
+    for seed in (3, 4):
+        hgg, lgg = (make_patient((32, 32, 32), seed=seed, grade=g) for g in ("HGG", "LGG"))
+        assert hgg["params"]["tumours"] == 1 and (hgg["label"] == 4).any()  # enhancing rim
+        assert lgg["params"]["tumours"] == 1 and not (lgg["label"] == 4).any() and (lgg["label"] == 3).any()
+        # same patient, same anatomy and scanner: only the tumour differs
+        assert np.array_equal(hgg["label"] == 0, lgg["label"] == 0)
+    with pytest.raises(Gem3dInputError, match="grade"):
+        make_patient((16, 16, 16), grade="GBM")
+    datalist = build_demo_dataset(str(tmp_path), num_train=2, num_test=2, size=(24, 24, 24), previews=0, grades=True)
+    content = json.load(open(datalist))
+    assert [it["class"] for it in content["training"] + content["test"]] == ["HGG", "LGG", "HGG", "LGG"]
+    grid = ModelGrid(24, (2.0, 2.0, 2.0), (24, 24))
+    items = class_items([[datalist, "test"]], grid, 5, "mri", "class", ["LGG", "HGG"])
+    assert [it["label"] for it in items] == [1, 0] and items[0]["image"].shape[0] == 1
+    with pytest.raises(Gem3dInputError, match="'grade' is None"):
+        class_items([[datalist, "test"]], grid, 5, "mri", "grade", ["LGG", "HGG"])

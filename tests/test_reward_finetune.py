@@ -12,13 +12,14 @@ import torch
 from conftest import run_bundle
 from ignite.engine import Engine
 from scripts.data.datalist import read_datalist
+from scripts.data.demo_phantom import build_demo_dataset
 from scripts.errors import Gem3dInputError
-from scripts.reward.ppo import clipped_objective, mask_advantages
+from scripts.reward.ppo import clipped_objective, mask_advantages, score_rollouts
 from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
 from scripts.sampling.rollout import RolloutSampler
 from scripts.sampling.sampler import PropagationSampler, SamplerSettings
 from scripts.sampling.window_plan import plan_windows, waves
-from tiny_model import make_tiny_model, parser_with
+from tiny_model import build_synthesizer, make_tiny_model, parser_with
 
 REWARD = ("inference.json", "reward.json")
 SCHEDULE = dict(num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0205)
@@ -37,7 +38,7 @@ def tiny(tmp_path_factory, tiny_demo):
         if value.is_floating_point() and not value.any():
             value.normal_(0.0, 0.05)
     torch.save(state, f"{root}/models/volume.pt")
-    for kind in ("slice", "volume"):
+    for kind in ("slice", "planes", "volume"):
         torch.save(parser.get_parsed_content(f"critic_defs#{kind}").state_dict(), f"{root}/models/critic_{kind}.pt")
     return {**overrides, "run_dir": str(root / "runs")}
 
@@ -105,7 +106,7 @@ def test_advantages_are_normalised_per_mask():
         mask_advantages(torch.tensor([1.0, 2.0, 3.0]), [0, 0, 1])
 
 
-def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo):
+def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo, tmp_path):
     parser = parser_with(
         {**tiny, "reward_masks_per_iteration": 1, "reward_samples_per_mask": 2}, REWARD + ("finetune_reward.json",)
     )
@@ -115,10 +116,15 @@ def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo):
     trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("temporal.") for n in trainable)
     item = read_datalist(tiny_demo, ["training"])["training"][0]
+    # fixed masks and seeds: the same weights score the same, so two weight files compare on equal terms
+    first = score_rollouts(tuner, tiny_demo, "test", 1, str(tmp_path / "a.json"))
+    again = score_rollouts(tuner, tiny_demo, "test", 1, str(tmp_path / "b.json"))
+    assert first["mean"] == again["mean"] and len(first["per_volume"]) == 2
+    assert json.load(open(tmp_path / "a.json"))["window_weights"] == "stage2"
     engine = Engine(tuner)
     engine.state.iteration = 1
     out = tuner(engine, [item])
-    for key in ("loss", "reward", "reward_slice", "reward_volume", "approx_kl", "clip_fraction", "grad_norm"):
+    for key in ("loss", "reward", "reward_slice", "reward_planes", "approx_kl", "clip_fraction", "grad_norm"):
         assert np.isfinite(out[key]), key
     after = policy.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -126,7 +132,7 @@ def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo):
     assert any(k.startswith("temporal.") for k in changed)
 
 
-def test_critic_and_finetune_jobs_end_to_end_with_resumption(tiny, tiny_demo, tmp_path):
+def test_critic_finetune_and_study_jobs_end_to_end_with_resumption(tiny, tiny_demo, tmp_path):
     run_bundle([*REWARD, "train_critic.json"], {**tiny, "critic": "volume", "max_epochs": 1, "critic_limit": 2})
     models, runs = tiny["model_dir"], tiny["run_dir"]
     assert os.path.isfile(f"{runs}/reward/generated_training.npz")  # generated once, cached for the other critic
@@ -143,7 +149,9 @@ def test_critic_and_finetune_jobs_end_to_end_with_resumption(tiny, tiny_demo, tm
     first = torch.load(weights, weights_only=True)
     base = torch.load(f"{models}/volume.pt", weights_only=True)
     assert first.keys() == base.keys()
-    assert any(not torch.equal(first[k], base[k]) for k in base if k.startswith("temporal."))
+    moved = [k[len("temporal.") :] for k in base if k.startswith("temporal.") and not torch.equal(first[k], base[k])]
+    assert moved
+    key = moved[0]
     assert all(torch.equal(first[k], base[k]) for k in base if not k.startswith("temporal."))
     curves = json.load(open(f"{runs}/reward/reward_curves.json"))
     assert [i for i, _ in curves["reward"]] == [1]
@@ -151,10 +159,68 @@ def test_critic_and_finetune_jobs_end_to_end_with_resumption(tiny, tiny_demo, tm
     run_bundle([*REWARD, "finetune_reward.json"], {**job, "max_epochs": 2})  # resumes at iteration 2
     curves = json.load(open(f"{runs}/reward/reward_curves.json"))
     assert [i for i, _ in curves["reward"]] == [1, 2]
-    # the main job selects the fine-tuned weights by a switch; a wrong name is refused before anything runs
-    out = tmp_path / "synth"
-    run_bundle(["inference.json"], {**tiny, "window_weights": "reward", "output_dir": str(out), "limit": 1})
-    record = json.load(open(glob.glob(f"{out}/records/*.json")[0]))
-    assert record["window_weights"] == "reward"
-    bad = run_bundle(["inference.json"], {**tiny, "window_weights": "best", "output_dir": str(out)}, check=False)
-    assert bad.returncode != 0 and "window_weights must be one of" in bad.stderr
+    # the main job selects the fine-tuned weights by a switch, recorded with every volume; a wrong name is refused
+    synth = build_synthesizer(tiny, window_weights="reward")
+    mask = read_datalist(tiny_demo, ["test"])["test"][0]["label"]
+    assert synth.synthesize(mask, 0, "case")["record"]["window_weights"] == "reward"
+    tuned = torch.load(weights, weights_only=True)  # after the resumed run
+    assert torch.equal(synth.model.window_net.state_dict()["temporal." + key], tuned["temporal." + key])
+    with pytest.raises(RuntimeError) as refused:  # the config's error, raised by window_weights_file
+        build_synthesizer(tiny, window_weights="best")
+    assert "window_weights must be one of" in str(refused.value.__cause__)
+    # the classification study: real, stage-2 and fine-tuned rows on a tiny graded demo set
+    graded = build_demo_dataset(
+        str(tmp_path / "grades"), num_train=2, num_test=2, size=(32, 32, 32), previews=0, grades=True
+    )
+    study = tmp_path / "study"
+    grade_job = {
+        **tiny,
+        "dataset_dir": os.path.dirname(graded),
+        "grade_study_dir": str(study),
+        "grade_seeds": [0],
+        "max_epochs": 1,
+        "cls_roi": 16,
+    }
+    run_bundle(["inference.json", "train_classifier.json", "grade_study.json"], grade_job)
+    summary = json.load(open(study / "grade_study.json"))
+    assert set(summary["summary"]) == {"real", "gem3d_stage2", "gem3d_reward"}
+    synthetic = json.load(open(study / "synthetic_reward" / "datalist.json"))["training"]
+    assert [e["class"] for e in synthetic] == ["HGG", "LGG"]  # the source cases' classes
+    assert os.path.isfile(study / "grade_study.png") and summary["runs"]["real"]["0"]["cases"] == 2
+    records = glob.glob(str(study / "synthetic_reward" / "records" / "*.json"))
+    assert records and json.load(open(records[0]))["window_weights"] == "reward"
+
+
+def test_critic_inputs_and_the_reward_mix(tmp_path):
+    from scripts.reward.critic_data import critic_inputs
+    from scripts.reward.rewards import MultiScaleReward
+
+    vol = np.zeros((16, 16, 10), np.float32)
+    vol[4:12, 2:14, 3:8] = 1.0  # anatomy in 5 axial slices, 8 sagittal (x) and 12 coronal (y) planes
+    assert critic_inputs(vol, "slice").shape == (5, 1, 16, 16)
+    assert critic_inputs(vol, "planes").shape == (8 + 12, 1, 16, 10)
+    assert critic_inputs(vol, "volume").shape == (1, 1, 16, 16, 10)
+    with pytest.raises(Gem3dInputError, match="critic kind"):
+        critic_inputs(vol, "axial")
+
+    class Constant(torch.nn.Module):  # a critic whose logit is the mean intensity times a constant
+        def __init__(self, c):
+            super().__init__()
+            self.c = torch.nn.Parameter(torch.tensor(float(c)))
+
+        def forward(self, x):
+            return x.flatten(1).mean(1, keepdim=True) * self.c
+
+    critics = {k: Constant(c) for k, c in (("slice", 1.0), ("planes", 2.0), ("volume", 3.0))}
+    files = {}
+    for k, net in critics.items():
+        files[k] = str(tmp_path / f"{k}.pt")
+        torch.save(net.state_dict(), files[k])
+    reward = MultiScaleReward(critics, files, {"slice": 1.0, "planes": 3.0})
+    out = reward(vol)
+    s = float(critic_inputs(vol, "slice").reshape(5, -1).mean(1).mean())
+    p = 2.0 * float(critic_inputs(vol, "planes").reshape(20, -1).mean(1).mean())
+    assert out["slice"] == pytest.approx(s) and out["planes"] == pytest.approx(p) and "volume" not in out
+    assert out["reward"] == pytest.approx((s + 3 * p) / 4)
+    with pytest.raises(ValueError, match="not all 0"):
+        MultiScaleReward(critics, files, {"slice": 0.0})

@@ -9,8 +9,6 @@ region of the label set). Writes downstream.json, downstream.md and a bar plot o
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 
 import numpy as np
@@ -18,8 +16,7 @@ import numpy as np
 from .data.datalist import read_datalist
 from .errors import Gem3dInputError
 from .io import new_figure, save_figure, save_json, save_text
-
-logger = logging.getLogger(__name__)
+from .seed_runs import run_per_seed
 
 
 def subset_datalist(enhanced: str, repeats: int, output: str, row: str) -> str:
@@ -83,27 +80,21 @@ def run_study(
 ) -> dict:
     """Train and score one segmenter per (row, seed); finished runs (their scores file exists) are not redone. A
     row's ``overrides`` (e.g. a pretrained backbone) go to its runs on top of ``overrides``."""
-    from monai.bundle import run
-
     os.makedirs(output_dir, exist_ok=True)
     sources = row_sources(rows, real_datalist, enhanced, output_dir)
-    results: dict = {}
-    for name, src in sources.items():
-        for seed in seeds:
-            run_dir = os.path.join(output_dir, name, f"seed{seed}")
-            scores_file = os.path.join(run_dir, "segmenter", "test_scores.json")
-            if not os.path.isfile(scores_file):
-                logger.info(f"downstream: training on {name} (seed {seed})")
-                run(
-                    config_file=config_files,
-                    seg_sources=src,
-                    seed=int(seed),
-                    run_dir=run_dir,
-                    seg_weights_dir=run_dir,
-                    **{**(overrides or {}), **rows[name].get("overrides", {})},
-                )
-            with open(scores_file) as f:
-                results.setdefault(name, {})[str(seed)] = json.load(f)["mean"]
+    per_row = {
+        name: {
+            "seg_sources": src,
+            "seg_weights_dir": "$@run_dir",
+            **(overrides or {}),
+            **rows[name].get("overrides", {}),
+        }
+        for name, src in sources.items()
+    }
+    runs = run_per_seed(
+        config_files, per_row, seeds, output_dir, os.path.join("segmenter", "test_scores.json"), "downstream"
+    )
+    results = {name: {seed: scores["mean"] for seed, scores in per_seed.items()} for name, per_seed in runs.items()}
     summary = summarise(results)
     record = {"rows": rows, "seeds": seeds, "runs": results, "summary": summary}
     save_json(record, os.path.join(output_dir, "downstream.json"), overwrite=True)

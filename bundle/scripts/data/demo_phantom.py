@@ -98,8 +98,17 @@ def _warp_anatomy(tpl: Template, size: tuple[int, int, int], rng: np.random.Gene
     return out[0].numpy(), mni.astype(np.float32)
 
 
-def _tumours(brain: np.ndarray, spacing: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
-    """Labels 2/3/4 for ``count`` tumours with irregular, nested edema / core / enhancing regions."""
+# Tumour grades of the graded demo (``grades=True``, one tumour per patient): "HGG" has a thin enhancing rim (label
+# 4) around a necrotic core (label 3); "LGG" is a non-enhancing core (label 3) inside its edema, no rim.
+GRADES = ("HGG", "LGG")
+
+
+def _tumours(
+    brain: np.ndarray, spacing: np.ndarray, rng: np.random.Generator, count: int, grade: str | None = None
+) -> np.ndarray:
+    """Labels 2/3/4 for ``count`` tumours with irregular, nested edema / core / enhancing regions. ``grade`` "HGG":
+    a larger necrotic core inside a thin enhancing rim; "LGG": edema and a non-enhancing core only (both larger than
+    ungraded tumours, so that the core's structure is several voxels across)."""
     labels = np.zeros(brain.shape, dtype=np.uint8)
     inner = ndimage.binary_erosion(brain > 0.9, iterations=max(2, brain.shape[0] // 12))
     candidates = np.argwhere(inner)
@@ -109,7 +118,7 @@ def _tumours(brain: np.ndarray, spacing: np.ndarray, rng: np.random.Generator, c
     mm = coords * spacing.astype(np.float32)
     for _ in range(count):
         centre = candidates[rng.integers(len(candidates))] * spacing
-        r_edema = rng.uniform(10.0, 22.0)  # mm
+        r_edema = rng.uniform(10.0, 22.0) if grade is None else rng.uniform(16.0, 26.0)  # mm; graded: visible cores
         axes = rng.uniform(0.75, 1.25, 3)
         rot = _rotation(rng.uniform(-180, 180, 3)).astype(np.float32)
         d = ((mm - centre.astype(np.float32)) @ rot.T) / axes.astype(np.float32)
@@ -120,9 +129,12 @@ def _tumours(brain: np.ndarray, spacing: np.ndarray, rng: np.random.Generator, c
         ]
         dist = dist * (1.0 + 0.12 * noise)
         r_core = r_edema * rng.uniform(0.45, 0.7)
-        r_necro = r_core * rng.uniform(0.3, 0.65)
+        r_necro = r_core * (rng.uniform(0.3, 0.65) if grade is None else rng.uniform(0.55, 0.75))
         inside = brain > 0.5
         labels[(dist < r_edema) & inside & (labels == 0)] = 2
+        if grade == "LGG":
+            labels[(dist < r_core) & inside] = 3
+            continue
         labels[(dist < r_core) & inside] = 4
         labels[(dist < r_necro) & inside] = 3
     return labels
@@ -159,9 +171,14 @@ def _scanner(tissue: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -
     return np.clip(img, 0, 1.5).astype(np.float32), params
 
 
-def make_patient(size=(64, 64, 64), seed: int = 0, max_tumours: int = 3, coordinates: bool = False) -> dict:
+def make_patient(
+    size=(64, 64, 64), seed: int = 0, max_tumours: int = 3, coordinates: bool = False, grade: str | None = None
+) -> dict:
     """One demo patient: ``image`` (float32), ``label`` (uint8), ``affine`` (RAS, mm) and its ``params``; with
-    ``coordinates`` also the MNI coordinate (mm) every voxel came from, (X, Y, Z, 3)."""
+    ``coordinates`` also the MNI coordinate (mm) every voxel came from, (X, Y, Z, 3); with ``grade`` (one of
+    ``GRADES``) one tumour of that grade."""
+    if grade is not None and grade not in GRADES:
+        raise Gem3dInputError(f"tumour grade must be one of {GRADES}, not {grade!r}")
     size = tuple(int(s) for s in size)
     if len(size) != 3 or min(size) < 8:
         raise Gem3dInputError(f"demo volume size must be three integers >= 8, got {size}")
@@ -172,8 +189,8 @@ def make_patient(size=(64, 64, 64), seed: int = 0, max_tumours: int = 3, coordin
     tissue = tissue.astype(np.float32)
     spacing = tpl.extent_mm / np.asarray(size)
     brain = tissue[3]
-    count = int(rng.integers(0, max_tumours + 1))
-    tumour = _tumours(brain, spacing, rng, count)
+    count = int(rng.integers(0, max_tumours + 1)) if grade is None else 1
+    tumour = _tumours(brain, spacing, rng, count, grade)
     label = np.where(brain > 0.5, 1, 0).astype(np.uint8)
     label[tumour > 0] = tumour[tumour > 0]
     image, scanner = _scanner(tissue, tumour, rng)
@@ -186,6 +203,8 @@ def make_patient(size=(64, 64, 64), seed: int = 0, max_tumours: int = 3, coordin
         "affine": affine,
         "params": {"seed": int(seed), "tumours": count, "scanner": scanner, "voxels_per_label": volumes},
     }
+    if grade is not None:
+        patient["params"]["class"] = grade
     if coordinates:
         patient["coordinates"] = mni
     return patient
@@ -200,20 +219,26 @@ def build_demo_dataset(
     previews: int = 4,
     overwrite: bool = False,
     coordinates: bool = False,
+    grades: bool = False,
 ) -> str:
     """Write the demo dataset (NIfTI images and labels, an MSD-style ``datalist.json``, previews, statistics).
 
     ``coordinates``: also each patient's MNI coordinate map (``coordinates`` in the datalist, (X, Y, Z, 3) mm on the
-    image's grid; the same images as without). Returns the datalist path. An existing complete dataset with the same
-    parameters is reused; a folder with other content is never overwritten unless ``overwrite`` is set.
+    image's grid; the same images as without). ``grades``: every patient has tumours of one grade, "HGG" and "LGG"
+    in turn (``class`` in the datalist; other patients than the default set). Returns the datalist path. An existing
+    complete dataset with the same parameters is reused; a folder with other content is never overwritten unless
+    ``overwrite`` is set.
     """
     spec = {"num_train": int(num_train), "num_test": int(num_test), "size": [int(s) for s in size], "seed": int(seed)}
-    if coordinates:  # only then: the spec of existing demo sets without maps stays what it was
-        spec["coordinates"] = True
+    for key, value in (("coordinates", coordinates), ("grades", grades)):
+        if value:  # only then: the spec of existing demo sets stays what it was
+            spec[key] = True
 
     def patient(i: int) -> dict:
-        p = make_patient(size, seed=seed * 100003 + i, coordinates=coordinates)
-        return {**p, "title": f"demo_{i:03d} ({p['params']['tumours']} tumours)"}
+        grade = GRADES[i % len(GRADES)] if grades else None
+        p = make_patient(size, seed=seed * 100003 + i, coordinates=coordinates, grade=grade)
+        title = f"demo_{i:03d} ({p['params']['tumours']} tumours{', ' + grade if grade else ''})"
+        return {**p, "title": title}
 
     header = {
         "name": "gem3d-demo",
@@ -239,3 +264,9 @@ def ensure_demo_dataset(dataset_dir: str, datalist: str, build=build_demo_datase
     if os.path.abspath(datalist) != os.path.abspath(os.path.join(dataset_dir, "datalist.json")):
         raise Gem3dInputError(f"datalist not found: {datalist}")
     return build(dataset_dir)
+
+
+def build_graded_demo(out_dir: str, num_test: int = 24) -> str:
+    """The graded demo set (tumours of one grade per patient, HGG and LGG in turn; ``class`` in the datalist) with
+    more test patients than the default, so that a classifier's accuracy is measured on 24 cases, not 8."""
+    return build_demo_dataset(out_dir, num_test=num_test, grades=True)

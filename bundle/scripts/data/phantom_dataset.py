@@ -76,6 +76,8 @@ def write_dataset(
         save_nifti(patient["image"], patient["affine"], os.path.join(out_dir, img_rel), overwrite, np.float32)
         save_nifti(patient["label"], patient["affine"], os.path.join(out_dir, lab_rel), overwrite, np.uint8)
         entries[split].append({"image": img_rel, "label": lab_rel, "id": pid})
+        if "class" in patient["params"]:  # a class label per patient (the graded demo)
+            entries[split][-1]["class"] = patient["params"]["class"]
         if "coordinates" in patient:  # the template coordinate of every voxel (demo_phantom, coordinates=True)
             coord_rel = f"coordinates{sub}/{pid}.nii.gz"
             save_nifti(

@@ -61,20 +61,39 @@ def real_volumes(sources, grid, num_labels: int, modality: str = "mri", limit=No
     return [{"image": c["image"], "id": c["id"]} for c in load_sources(sources, grid, num_labels, modality, limit)]
 
 
+# what each critic scores: axial slices (2D, in-plane texture), coronal and sagittal planes (2D, through-plane
+# coherence: slice-to-slice flicker shows there as streaks), the whole volume (3D, global structure)
+CRITIC_KINDS = ("slice", "planes", "volume")
+
+
+def critic_inputs(volume: np.ndarray, kind: str, min_foreground: float = 0.05) -> np.ndarray:
+    """The (K, 1, ...) inputs a critic of ``kind`` scores for one (S, S, Z) volume: its axial slices ("slice"), its
+    coronal and sagittal planes ("planes"; (S, Z) each, resized by the critic), or the volume itself ("volume").
+    Planes with less than ``min_foreground`` anatomy are left out."""
+    if kind not in CRITIC_KINDS:
+        raise Gem3dInputError(f"critic kind must be one of {CRITIC_KINDS}, not {kind!r}")
+    v = np.asarray(volume, np.float32)
+    if kind == "volume":
+        return v[None, None]
+    axes = (2,) if kind == "slice" else (0, 1)
+    out = []
+    for axis in axes:
+        planes = np.moveaxis(v, axis, 0)
+        keep = (planes > 0.02).mean((1, 2)) >= min_foreground
+        out += list(planes[keep])
+    return np.stack(out)[:, None] if out else np.zeros((0, 1, 1, 1), np.float32)
+
+
 class CriticDataset(Dataset):
-    """Real (target 1) against generated (target 0) items: whole volumes (``kind`` "volume", (1, S, S, Z)) or
-    their axial slices that hold anatomy ("slice", (1, S, S))."""
+    """Real (target 1) against generated (target 0) critic inputs (``critic_inputs``) of whole volumes."""
 
     def __init__(self, real: list[dict], fake: list[dict], kind: str, min_foreground: float = 0.05):
-        if kind not in ("slice", "volume"):
-            raise Gem3dInputError(f"critic kind must be 'slice' or 'volume', not {kind!r}")
         if not real or not fake:
             raise Gem3dInputError(f"a critic needs real and generated volumes (got {len(real)} and {len(fake)})")
         self.items = []
         for target, cases in ((1.0, real), (0.0, fake)):
             for case in cases:
-                vol = np.asarray(case["image"], np.float32)
-                parts = [vol] if kind == "volume" else list(axial_slices(vol[0], min_foreground)[:, None])
+                parts = critic_inputs(np.asarray(case["image"], np.float32)[0], kind, min_foreground)
                 self.items += [(p, target) for p in parts]
 
     def __len__(self) -> int:
@@ -83,10 +102,3 @@ class CriticDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         x, target = self.items[i]
         return {"image": torch.from_numpy(np.ascontiguousarray(x)), "label": torch.tensor([target])}
-
-
-def axial_slices(volume: np.ndarray, min_foreground: float = 0.05) -> np.ndarray:
-    """(K, S, S) axial slices of an (S, S, Z) volume whose anatomy (non-zero) fraction is at least
-    ``min_foreground``."""
-    keep = (np.asarray(volume) > 0.02).mean((0, 1)) >= min_foreground
-    return np.moveaxis(np.asarray(volume)[:, :, keep], 2, 0)

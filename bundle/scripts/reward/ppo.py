@@ -140,3 +140,26 @@ class RewardFineTuner:
             "clip_fraction": float(np.mean(clips)),
             "grad_norm": float(np.mean(norms)),
         }
+
+
+def score_rollouts(tuner: RewardFineTuner, datalist: str, section: str, repeats: int, output: str, seed: int = 0):
+    """The reward (and its parts) of the window weights in use on fixed masks and seeds: every mask of a datalist
+    section ``repeats`` times with the rollout sampler, the same draws for any weights, so that two weight files are
+    compared on equal terms. Writes and returns {"mean": {part: value}, "per_volume": [...]}."""
+    from ..data.datalist import read_datalist
+    from ..io import save_json
+
+    items = read_datalist(datalist, (section,))[section]
+    rows = []
+    for r in range(int(repeats)):
+        for i, item in enumerate(items):
+            _, scores = tuner.rollout(item, seed + r * len(items) + i)
+            rows.append({"case": item["id"], "repeat": r, **scores})
+    parts = [k for k in rows[0] if k not in ("case", "repeat")]
+    result = {
+        "window_weights": tuner.synth.window_weights,
+        "mean": {k: float(np.mean([row[k] for row in rows])) for k in parts},
+        "per_volume": rows,
+    }
+    save_json(result, output, overwrite=True)
+    return result

@@ -1,6 +1,8 @@
-"""The multi-scale reward: a 2D critic's realism score of every axial slice (local texture) averaged, mixed with a
-3D critic's score of the whole volume (global structure, through-plane coherence), optionally minus the distance of
-the volume's gradient anisotropy from real (the through-plane measure of ``metrics.consistency``)."""
+"""The multi-scale reward: critics' realism scores of a volume, mixed. A 2D critic scores every axial slice (local
+texture), a 2D critic every coronal and sagittal plane (through-plane coherence: flicker shows there as streaks), a
+3D critic the whole volume (global structure); each score is the mean logit over what the critic sees. Optionally
+minus the distance of the volume's gradient anisotropy from real (the through-plane measure of
+``metrics.consistency``)."""
 
 from __future__ import annotations
 
@@ -11,45 +13,44 @@ import torch
 
 from ..metrics.consistency import gradient_anisotropy
 from ..networks.weights import LazyWeights
-from .critic_data import axial_slices
+from .critic_data import CRITIC_KINDS, critic_inputs
 
 
 class MultiScaleReward:
+    """``critics``: {kind: network} and ``files``: {kind: weights}; ``weights``: {kind: mix weight} (a critic with
+    weight 0 is not loaded)."""
+
     def __init__(
         self,
-        slice_critic,
-        slice_file: str,
-        volume_critic,
-        volume_file: str,
-        volume_weight: float = 0.5,
+        critics: dict,
+        files: dict,
+        weights: dict,
         consistency_weight: float = 0.0,
         real_anisotropy: float | None = None,
         device="cpu",
         min_foreground: float = 0.05,
     ):
-        if not 0.0 <= float(volume_weight) <= 1.0:
-            raise ValueError(f"volume_weight must lie in [0, 1], got {volume_weight}")
+        unknown = sorted(set(weights) - set(CRITIC_KINDS))
+        if unknown or any(float(w) < 0 for w in weights.values()) or not any(float(w) for w in weights.values()):
+            raise ValueError(f"reward weights must be >= 0 over {CRITIC_KINDS}, not all 0; got {weights}")
         if consistency_weight and not real_anisotropy:
             raise ValueError("consistency_weight > 0 needs real_anisotropy (the real volumes' gradient anisotropy)")
-        self.critics = LazyWeights(
-            device,
-            slice=(slice_critic, slice_file, "2D slice critic"),
-            volume=(volume_critic, volume_file, "3D volume critic"),
-        )
+        self.weights = {k: float(w) for k, w in weights.items() if float(w) > 0}
+        self.critics = LazyWeights(device, **{k: (critics[k], files[k], f"{k} critic") for k in self.weights})
         self.device = torch.device(device)
-        self.volume_weight, self.consistency_weight = float(volume_weight), float(consistency_weight)
-        self.real_anisotropy, self.min_foreground = real_anisotropy, float(min_foreground)
+        self.consistency_weight, self.real_anisotropy = float(consistency_weight), real_anisotropy
+        self.min_foreground = float(min_foreground)
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict:
         """Score one (S, S, Z) model-space volume (as ``critic_data.scored_image`` delivers it)."""
-        vol = torch.from_numpy(np.ascontiguousarray(image, np.float32))
-        slices = torch.from_numpy(np.ascontiguousarray(axial_slices(image, self.min_foreground)))[:, None]
-        s = float(self.critics["slice"](slices.to(self.device)).mean()) if len(slices) else 0.0
-        v = float(self.critics["volume"](vol[None, None].to(self.device))[0, 0])
-        out = {"slice": s, "volume": v, "reward": (1.0 - self.volume_weight) * s + self.volume_weight * v}
+        out, total = {}, 0.0
+        for kind, weight in self.weights.items():
+            x = torch.from_numpy(np.ascontiguousarray(critic_inputs(image, kind, self.min_foreground)))
+            out[kind] = float(self.critics[kind](x.to(self.device)).mean()) if len(x) else 0.0
+            total += weight * out[kind]
+        out["reward"] = total / sum(self.weights.values())
         if self.consistency_weight:
-            aniso = gradient_anisotropy(image, mask)
-            out["anisotropy_x_real"] = aniso / self.real_anisotropy
+            out["anisotropy_x_real"] = gradient_anisotropy(image, mask) / self.real_anisotropy
             out["reward"] -= self.consistency_weight * abs(math.log(max(out["anisotropy_x_real"], 1e-6)))
         return out
