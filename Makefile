@@ -36,4 +36,4 @@ test: $(STAMP)
 	$(PY) -m black --check -q bundle/scripts apps tests
 	$(PY) -m isort --check-only -q bundle/scripts apps tests
 	$(PY) -m flake8 bundle/scripts apps tests
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra --durations=10 tests

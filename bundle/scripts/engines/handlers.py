@@ -134,6 +134,13 @@ class GradientClipHandler:
         torch.nn.utils.clip_grad_norm_(params, self.max_norm)
 
 
+def set_learning_rate(engine: Engine, optimizer, lr: float) -> None:
+    """Attached after the checkpoint loader: a resumed run trains with the learning rate of its own command line, not
+    the one stored with the optimizer's state."""
+    for group in optimizer.param_groups:
+        group["lr"] = float(lr)
+
+
 def checkpoint_handlers(stage_dir: str, state: dict, map_location="cpu") -> list:
     """Handlers that make a run resumable: load the newest checkpoint in ``stage_dir`` if there is one, and save
     the full training state there every epoch and at the end (or on an exception).

@@ -7,8 +7,10 @@ by what the generator gets wrong, not by a resampling or normalisation step that
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -31,11 +33,16 @@ def generated_volumes(
     items = read_datalist(datalist, (section,))[section]
     items = items[: int(limit)] if limit else items
     ids = [it["id"] for it in items]
+    # what made the volumes: a cache made otherwise (other weights, sampler or informed slices) is not reused
+    spec = json.dumps(
+        {"seed": int(seed), "informed": informed, "weights": synth.window_weights, "sampler": asdict(sampler.settings)},
+        sort_keys=True,
+    )
     if os.path.isfile(cache_file):
         with np.load(cache_file) as f:
-            if list(f["ids"]) == ids:
+            if "spec" in f.files and str(f["spec"]) == spec and list(f["ids"]) == ids:
                 return [{"image": f[f"v{i}"][None], "id": c} for i, c in enumerate(ids)]
-        logger.info(f"{cache_file} holds other cases; generating again")
+        logger.info(f"{cache_file} holds other volumes; generating again")
     volumes = []
     with synth.using_sampler(sampler):
         for i, item in enumerate(tqdm(items, desc=f"generating {section} volumes for the critics", unit="volume")):
@@ -45,7 +52,7 @@ def generated_volumes(
             volumes.append(scored_image(out["image"], out["mask"], synth.zero_background))
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
     tmp = cache_file + ".tmp.npz"
-    np.savez_compressed(tmp, ids=np.asarray(ids), **{f"v{i}": v for i, v in enumerate(volumes)})
+    np.savez_compressed(tmp, ids=np.asarray(ids), spec=np.asarray(spec), **{f"v{i}": v for i, v in enumerate(volumes)})
     os.replace(tmp, cache_file)
     return [{"image": v[None], "id": c} for v, c in zip(volumes, ids)]
 

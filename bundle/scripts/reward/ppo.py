@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..errors import Gem3dInputError
 from .critic_data import scored_image
@@ -129,7 +130,7 @@ class RewardFineTuner:
                 logprob = self.sampler.logprob(step)
                 loss, s = clipped_objective(logprob, step.logprob, adv.expand_as(logprob), self.clip_range)
                 (loss / len(chosen)).backward()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 kls.append(s["approx_kl"])
                 clips.append(s["clip_fraction"])
             norms.append(float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)))
@@ -150,11 +151,11 @@ def score_rollouts(tuner: RewardFineTuner, datalist: str, section: str, repeats:
     from ..io import save_json
 
     items = read_datalist(datalist, (section,))[section]
+    jobs = [(r, i, item) for r in range(int(repeats)) for i, item in enumerate(items)]
     rows = []
-    for r in range(int(repeats)):
-        for i, item in enumerate(items):
-            _, scores = tuner.rollout(item, seed + r * len(items) + i)
-            rows.append({"case": item["id"], "repeat": r, **scores})
+    for r, i, item in tqdm(jobs, desc=f"scoring {tuner.synth.window_weights} rollouts", unit="volume"):
+        _, scores = tuner.rollout(item, seed + r * len(items) + i)
+        rows.append({"case": item["id"], "repeat": r, **scores})
     parts = [k for k in rows[0] if k not in ("case", "repeat")]
     result = {
         "window_weights": tuner.synth.window_weights,

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Reward fine-tuning of the GEM-3D window model (PPO on the denoising chain) and its measurements, as in
+# BENCHMARKS.md ("Reward fine-tuning"). Steps 2 and 5 are long on a CPU: run them in the background.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+B="$PY -m monai.bundle run --config_file"
+R="'bundle/configs/inference.json','bundle/configs/reward.json'"
+# 1. the critics: volumes of the training masks rolled out once (cached in bundle/runs/reward), then each critic
+$B "[$R,'bundle/configs/train_critic.json']" --critic slice
+$B "[$R,'bundle/configs/train_critic.json']" --critic planes
+$B "[$R,'bundle/configs/train_critic.json']" --critic volume --max_epochs 30 --batch_size 4
+# 2. the reward on fixed test masks and seeds before fine-tuning
+$B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights stage2
+# 3. PPO (resumable: run again to continue; bundle/runs/reward holds the curves and TensorBoard logs)
+$B "[$R,'bundle/configs/finetune_reward.json']" --reward_lr 0.0002
+# 4. the reward after
+$B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
+# 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
+$B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_dir bundle/eval/reward_eval --eval_rows \
+  "{'gem3d_true': {'informed': {'mode': 'true'}}, 'gem3d_true_ddim_eta1': {'informed': {'mode': 'true'}, 'solver': 'ddim', 'eta': 1.0}, 'gem3d_ic': {'informed': {'mode': 'ic'}}, 'reward_tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}, 'reward_tuned_true_ddim_eta1': {'informed': {'mode': 'true'}, 'network': 'reward', 'solver': 'ddim', 'eta': 1.0}, 'reward_tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}}"
+# 6. the downstream classification test on the graded demo (built on first use): real / stage-2 / reward rows
+$B "['bundle/configs/inference.json','bundle/configs/train_classifier.json','bundle/configs/grade_study.json']"
