@@ -93,14 +93,14 @@ def build_ct_dataset(
     previews: int = 4,
     overwrite: bool = False,
     coordinates: bool = False,
+    grades: bool = False,
 ) -> str:
     """Write the CT phantom dataset (NIfTI in HU, labels, MSD-style datalist with the label set, previews).
 
-    ``coordinates`` (template coordinate maps) exist for the brain demo only."""
-    if coordinates:
-        raise Gem3dInputError(
-            "the CT phantoms have no template coordinate maps (demo_coordinates is for the brain demo)"
-        )
+    ``coordinates`` (template coordinate maps) and ``grades`` (tumour grades) exist for the brain demo only."""
+    for name, value in (("coordinates", coordinates), ("grades", grades)):
+        if value:
+            raise Gem3dInputError(f"the CT phantoms have no {name} (demo_{name} is for the brain demo)")
     spec = {
         "kind": "abdomen_ct",
         "num_train": int(num_train),
