@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..data.datalist import read_datalist
 from ..data.volume_dataset import load_sources
 from ..errors import Gem3dInputError
+from ..sampling.synthesize import delivered
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +50,12 @@ def generated_volumes(
             out = synth.generate_model_space(
                 item["label"], seed + i, item["id"], image_path=item.get("image"), informed=informed
             )
-            volumes.append(scored_image(out["image"], out["mask"], synth.zero_background))
+            volumes.append(delivered(out["image"], out["mask"], synth.zero_background))
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
     tmp = cache_file + ".tmp.npz"
     np.savez_compressed(tmp, ids=np.asarray(ids), spec=np.asarray(spec), **{f"v{i}": v for i, v in enumerate(volumes)})
     os.replace(tmp, cache_file)
     return [{"image": v[None], "id": c} for v, c in zip(volumes, ids)]
-
-
-def scored_image(image: np.ndarray, mask: np.ndarray, zero_background: bool) -> np.ndarray:
-    """A model-space image as the synthesizer would deliver it (non-negative, background zeroed where the mask is
-    the whole anatomy): what the critics see and what the rewards score."""
-    image = np.clip(np.asarray(image, np.float32), 0.0, None)
-    return np.where(np.asarray(mask) > 0, image, 0.0).astype(np.float32) if zero_background else image
 
 
 def real_volumes(sources, grid, num_labels: int, modality: str = "mri", limit=None) -> list[dict]:

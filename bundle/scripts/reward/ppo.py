@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.datalist import read_datalist
 from ..errors import Gem3dInputError
-from .critic_data import scored_image
+from ..io import save_json
+from ..sampling.synthesize import delivered
 
 
 def mask_advantages(rewards: torch.Tensor, groups, eps: float = 1e-6) -> torch.Tensor:
@@ -88,7 +90,7 @@ class RewardFineTuner:
             out = self.synth.generate_model_space(
                 item["label"], seed, item.get("id", "case"), image_path=item.get("image"), informed=self.informed
             )
-        image = scored_image(out["image"], out["mask"], self.synth.zero_background)
+        image = delivered(out["image"], out["mask"], self.synth.zero_background)
         return self.sampler.trajectory, self.reward(image, out["mask"])
 
     def __call__(self, engine, batch: list[dict]) -> dict:
@@ -147,9 +149,6 @@ def score_rollouts(tuner: RewardFineTuner, datalist: str, section: str, repeats:
     """The reward (and its parts) of the window weights in use on fixed masks and seeds: every mask of a datalist
     section ``repeats`` times with the rollout sampler, the same draws for any weights, so that two weight files are
     compared on equal terms. Writes and returns {"mean": {part: value}, "per_volume": [...]}."""
-    from ..data.datalist import read_datalist
-    from ..io import save_json
-
     items = read_datalist(datalist, (section,))[section]
     jobs = [(r, i, item) for r in range(int(repeats)) for i, item in enumerate(items)]
     rows = []

@@ -43,7 +43,7 @@ class MultiScaleReward:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict:
-        """Score one (S, S, Z) model-space volume (as ``critic_data.scored_image`` delivers it)."""
+        """Score one (S, S, Z) model-space volume (as ``synthesize.delivered`` gives it)."""
         out, total = {}, 0.0
         for kind, weight in self.weights.items():
             x = torch.from_numpy(np.ascontiguousarray(critic_inputs(image, kind, self.min_foreground)))

@@ -167,31 +167,27 @@ class Synthesizer:
         """Return {"image": array on the mask's grid, "mask": mask used, "affine", "record"}."""
         start = time.time()
         ms = self.generate_model_space(mask_path, seed, case_id, image_path, informed, position)
-        geom, aug_params, generation, grid_note = ms["geometry"], ms["augmentation"], ms["generation"], ms["note"]
-        mask_used = ms["native_mask"]
-        image = np.clip(from_model_space(ms["image"], geom, "image"), 0.0, None).astype(np.float32)
-        if self.zero_background:
-            image[mask_used == 0] = 0.0
-        affine = ms["affine"]
+        geom = ms["geometry"]
+        image = delivered(from_model_space(ms["image"], geom, "image"), ms["native_mask"], self.zero_background)
         record = {
             "case": case_id,
             "mask_source": os.path.abspath(mask_path),
             "image_source": image_path,
             "seed": int(seed),
-            **generation,
-            "augmentation": aug_params,
+            **ms["generation"],
+            "augmentation": ms["augmentation"],
             "sampler": {**asdict(self.settings), "solver": self.solver, "precision_reason": self.precision_reason},
             "zero_background": self.zero_background,
             "model_space": {
                 "spacing_mm": geom.spacing,
                 "shape": [self.cfg["grid"].size, self.cfg["grid"].size, geom.resized[2]],
                 "zoom": geom.zoom,
-                "note": grid_note,
+                "note": ms["note"],
             },
             "seconds": round(time.time() - start, 2),
         }
         focus = self.cfg["labels"].focus  # what the preview centres on
-        return {"image": image, "mask": mask_used, "affine": affine, "record": record, "focus": focus}
+        return {"image": image, "mask": ms["native_mask"], "affine": ms["affine"], "record": record, "focus": focus}
 
     def generate_model_space(
         self,
@@ -263,6 +259,13 @@ class Synthesizer:
         image = self.model.decode(latents, self.decoder)
         generation = {"backend": "gem3d", "position": position, "informed": inf_record, "decoder": self.decoder}
         return image, {**generation, "window_weights": self.window_weights}
+
+
+def delivered(image: np.ndarray, mask: np.ndarray, zero_background: bool) -> np.ndarray:
+    """A generated image as gem3d delivers it: non-negative float32, zero outside ``mask`` where the mask is the whole
+    anatomy (``zero_background``). On the mask's grid for the user; in model space for the reward critics."""
+    image = np.clip(np.asarray(image, np.float32), 0.0, None)
+    return np.where(np.asarray(mask) > 0, image, 0.0).astype(np.float32) if zero_background else image
 
 
 def _check_extent(path: str, geom, grid: ModelGrid, window: int) -> str | None:
