@@ -55,6 +55,15 @@ DEFAULT_ROWS = {
     # the decoder with cross-slice layers (Video-LDM style) against the 2D decoder slice by slice
     "gem3d_true_volume_decoder": {"informed": {"mode": "true"}, "decoder": "volume"},
     "gem3d_true_slice_decoder": {"informed": {"mode": "true"}, "decoder": "slice"},
+    # the informed scan's own noise level given back to the decoded volume (scanner_noise.py)
+    "gem3d_true_scanner_noise": {"informed": {"mode": "true"}, "scanner_noise": "informed"},
+    "gem3d_ic_scanner_noise": {"informed": {"mode": "ic"}, "scanner_noise": "informed"},
+    "gem3d_true_volume_decoder_scanner_noise": {
+        "informed": {"mode": "true"},
+        "decoder": "volume",
+        "noise_correlation": 0.3,
+        "scanner_noise": "informed",
+    },
     # the whole-volume 3D latent diffusion backend (MedLoRD-style, mask through a ControlNet; Table 2's "3D LDM")
     "medlord_3d_ldm": {"backend": "medlord"},
 }

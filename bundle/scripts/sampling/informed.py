@@ -22,6 +22,7 @@ from ..data.model_space import normalise_intensity, to_model_space
 from ..errors import Gem3dInputError
 from ..io import load_nifti
 from .sampler import sample_slices
+from .scanner_noise import estimate_noise_sigma
 from .window_plan import start_slice
 
 MODES = ("ic", "ig", "true", "file", "none")
@@ -59,12 +60,8 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
             raise Gem3dInputError(f"case {ctx.get('id')}: informed mode 'true' needs the mask's own image volume")
         case = load_case({"image": ctx["image"]}, grid, cfg["num_labels"], modality)
         sl, z = _slice_at(case["image"], case["geometry"], position, spec.get("slice"))
-        return model.encode(sl[None])[0], {
-            "mode": mode,
-            "source": ctx["image"],
-            "slice": spec.get("slice"),
-            "model_slice": z,
-        }
+        record = {"mode": mode, "source": ctx["image"], "slice": spec.get("slice"), "model_slice": z}
+        return model.encode(sl[None])[0], {**record, "noise_sigma": estimate_noise_sigma(sl)}
     if mode == "ic":
         pool = spec.get("pool")
         if not pool:
@@ -81,7 +78,7 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         case = load_case({"image": item["image"]}, grid, cfg["num_labels"], modality)
         sl, z = _slice_at(case["image"], case["geometry"], position, spec.get("slice"))
         record = {"mode": mode, "source": item["image"], "case": item["id"], "slice": spec.get("slice")}
-        return model.encode(sl[None])[0], {**record, "model_slice": z}
+        return model.encode(sl[None])[0], {**record, "model_slice": z, "noise_sigma": estimate_noise_sigma(sl)}
     if mode == "ig":
         net = model.informed_model()
         shape = model.latent_shape(size)
@@ -101,4 +98,5 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         raise Gem3dInputError(f"informed-slice file {path} has rank {data.ndim}; expected a 2D slice or a 3D volume")
     img, geom = to_model_space(normalise_intensity(data, modality), affine, grid, "image")
     sl, z = _slice_at(img, geom, position if img.shape[2] > 1 else 0.0, spec.get("slice"))
-    return model.encode(sl[None])[0], {"mode": mode, "source": path, "slice": spec.get("slice"), "model_slice": z}
+    record = {"mode": mode, "source": path, "slice": spec.get("slice"), "model_slice": z}
+    return model.encode(sl[None])[0], {**record, "noise_sigma": estimate_noise_sigma(sl)}

@@ -25,6 +25,9 @@ from ..precision import resolve_precision
 from .informed import informed_latent
 from .model import DECODERS
 from .sampler import PropagationSampler, SamplerSettings
+from .scanner_noise import add_scanner_noise
+from .scanner_noise import check_setting as check_noise_setting
+from .scanner_noise import noise_level
 from .window_plan import check_parameters
 
 logger = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ class Synthesizer:
     """Turns one mask into one synthetic volume; every parameter that shaped the result goes into its record."""
 
     # a backend's own settings that ``variant`` may override too; ``window_weights`` names the window model in use
-    variant_attributes: tuple = ("decoder", "window_weights")
+    variant_attributes: tuple = ("decoder", "window_weights", "scanner_noise")
 
     def __init__(
         self,
@@ -58,10 +61,14 @@ class Synthesizer:
         noise_correlation: float = SamplerSettings.noise_correlation,
         decoder: str = "slice",
         window_weights: str = "stage2",
+        scanner_noise: str | float = "none",
+        scanner_noise_fallback: float = 0.0,
     ):
         self.model = model
         self.decoder = decoder
         self.window_weights = str(window_weights)
+        self.scanner_noise = scanner_noise
+        self.scanner_noise_fallback = float(scanner_noise_fallback)
         self.cfg = {
             "grid": grid,
             "labels": labels,
@@ -101,6 +108,16 @@ class Synthesizer:
         if value not in DECODERS:  # refused when set (a variant too), not after sampling
             raise Gem3dInputError(f"decoder must be {' or '.join(map(repr, DECODERS))}, not {value!r}")
         self._decoder = str(value)
+
+    @property
+    def scanner_noise(self) -> str:
+        """ "none", "informed" (the informed slice's noise level) or a level, as a string so that a variant's override
+        of either kind goes through this check (see ``scanner_noise.check_setting``)."""
+        return self._scanner_noise
+
+    @scanner_noise.setter
+    def scanner_noise(self, value) -> None:
+        self._scanner_noise = str(check_noise_setting(value))
 
     def _make_sampler(self, progress: bool):
         return PropagationSampler(lambda: self.model.window_net, self.model.scheduler, self.settings, progress=progress)
@@ -257,8 +274,11 @@ class Synthesizer:
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
         latents = self.sampler.sample(mask_lat, inf_lat, position, generator, mask_only=inf_record["mode"] == "none")
         image = self.model.decode(latents, self.decoder)
+        sigma, source = noise_level(self.scanner_noise, inf_record.get("noise_sigma"), self.scanner_noise_fallback)
+        image = add_scanner_noise(image, sigma, rng, self.cfg["modality"])
         generation = {"backend": "gem3d", "position": position, "informed": inf_record, "decoder": self.decoder}
-        return image, {**generation, "window_weights": self.window_weights}
+        noise = {"setting": self.scanner_noise, "sigma": round(sigma, 5), "source": source}
+        return image, {**generation, "window_weights": self.window_weights, "scanner_noise": noise}
 
 
 def delivered(image: np.ndarray, mask: np.ndarray, zero_background: bool) -> np.ndarray:
