@@ -66,6 +66,11 @@ def test_pretext_variants_and_coordinate_regressor_run(tiny, coords_demo, tmp_pa
         assert os.path.isfile(
             os.path.join(tiny["pretrain_dir"], f"backbone_{pretext}", f"backbone_{pretext}_curve.json")
         )
+    # guidance from the bottleneck: the output head restores, a head on the deepest features gives the coordinates
+    deep = {**base, "pretext": "diffusion_coordinates", "coordinate_head": "bottleneck", "pretrain_name": "deep"}
+    run_bundle(["inference.json", "pretrain_segmenter.json"], deep)
+    state = torch.load(os.path.join(tiny["pretrain_dir"], "deep.pt"), weights_only=True)
+    assert state["conv_final.2.conv.weight"].shape[0] == 1 and state["coordinate_head.2.weight"].shape[0] == 3
     run_bundle(["inference.json", "pretrain_segmenter.json", "train_coordinates.json"], {**base, "max_epochs": 2})
     assert os.path.isfile(os.path.join(tiny["model_dir"], "coordinates.pt"))
     err = json.load(open(os.path.join(tiny["pretrain_dir"], "coordinates", "test_error_mm.json")))
@@ -106,7 +111,7 @@ def test_pretext_variants_and_coordinate_regressor_run(tiny, coords_demo, tmp_pa
 
 
 def test_backbone_transfers_exactly_and_freezes(tiny, tmp_path):
-    from scripts.networks.backbone import segmenter_from_backbone
+    from scripts.networks.backbone import PretextSegResNet, segmenter_from_backbone
     from tiny_model import parser_with
 
     parser = parser_with(tiny, ("inference.json", "pretrain_segmenter.json"))
@@ -133,6 +138,26 @@ def test_backbone_transfers_exactly_and_freezes(tiny, tmp_path):
     other = parser_with({**tiny, "segmenter_def#init_filters": 16}).get_parsed_content("segmenter_def")
     with pytest.raises(Gem3dInputError, match="does not fit the segmenter"):
         segmenter_from_backbone(other, str(tmp_path / "backbone.pt"))
+    # a backbone pretrained with the bottleneck coordinate head: the same keys transfer, neither head does
+    deep = parser_with(
+        {**tiny, "pretext": "diffusion_coordinates", "coordinate_head": "bottleneck"},
+        ("inference.json", "pretrain_segmenter.json"),
+    ).get_parsed_content("pretrain_network_def")
+    x = torch.rand(2, 1, 16, 16, 16)
+    assert deep(x).shape == (2, 4, 16, 16, 16)
+    with torch.no_grad():
+        for p in deep.parameters():
+            p.add_(1.0)
+    torch.save(deep.state_dict(), tmp_path / "deep.pt")
+    segmenter = parser_with(tiny).get_parsed_content("segmenter_def")
+    net, src = segmenter_from_backbone(segmenter, str(tmp_path / "deep.pt")), deep.state_dict()
+    transferred = [k for k in net.state_dict() if not k.startswith("conv_final.")]
+    assert transferred and all(torch.equal(net.state_dict()[k], src[k]) for k in transferred)
+    assert not any(k.startswith("coordinate_head.") for k in net.state_dict())
+    with pytest.raises(Gem3dInputError, match="coordinate_head"):
+        PretextSegResNet(out_channels=4, coordinate_head="middle", spatial_dims=3)
+    with pytest.raises(Gem3dInputError, match="needs a pretext with coordinates"):
+        PretextSegResNet(out_channels=1, coordinate_head="bottleneck", spatial_dims=3)
 
 
 def test_pretrain_study_end_to_end(tiny, coords_demo, tmp_path):

@@ -10,15 +10,52 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
+from monai.networks.nets import SegResNet
 from torch import nn
 
 from ..errors import Gem3dInputError
 
-HEAD = "conv_final."  # MONAI SegResNet's output head: GroupNorm, ReLU, 1x1x1 convolution
+# the pretext heads that stay behind: MONAI SegResNet's output head (GroupNorm, ReLU, 1x1x1 convolution) and the
+# bottleneck coordinate head of ``PretextSegResNet``
+HEADS = ("conv_final.", "coordinate_head.")
+COORDINATE_HEADS = ("output", "bottleneck")
 
 
 def backbone_state(state: dict) -> dict:
-    return {k: v for k, v in state.items() if not k.startswith(HEAD)}
+    return {k: v for k, v in state.items() if not k.startswith(HEADS)}
+
+
+class PretextSegResNet(SegResNet):
+    """The segmenter's SegResNet with the pretext's output channels. ``coordinate_head="output"``: all of them from the
+    network's own output head (the restored image and the template coordinates share the last full-resolution
+    features). ``"bottleneck"``: the last 3 channels (coordinates) come from a 1x1x1 head on the encoder's deepest
+    features, upsampled, so that anatomical guidance shapes the coarse features where a body-part coordinate lives
+    and leaves the full-resolution features to the restoration. Either way the output is (B, out_channels, ...) and
+    the backbone (every weight but the heads) has exactly the segmenter's keys. MONAI's SegResNet has no auxiliary
+    head, hence this subclass."""
+
+    def __init__(self, out_channels: int, coordinate_head: str = "output", **kwargs):
+        if coordinate_head not in COORDINATE_HEADS:
+            raise Gem3dInputError(f"coordinate_head must be one of {COORDINATE_HEADS}, not {coordinate_head!r}")
+        deep = coordinate_head == "bottleneck"
+        if deep and out_channels < 4:
+            raise Gem3dInputError("a bottleneck coordinate head needs a pretext with coordinates (4 output channels)")
+        super().__init__(out_channels=out_channels - 3 * int(deep), **kwargs)
+        self.coordinate_head = None
+        if deep:
+            channels = self.init_filters * 2 ** (len(self.blocks_down) - 1)
+            self.coordinate_head = nn.Sequential(
+                nn.GroupNorm(min(8, channels), channels), nn.ReLU(), nn.Conv3d(channels, 3, 1)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.coordinate_head is None:
+            return super().forward(x)
+        deep, skips = self.encode(x)
+        skips.reverse()
+        coords = F.interpolate(self.coordinate_head(deep), size=x.shape[2:], mode="trilinear", align_corners=False)
+        return torch.cat([self.decode(deep, skips), coords], dim=1)
 
 
 def segmenter_from_backbone(segmenter: nn.Module, backbone_file: str | None, freeze: bool = False, device="cpu"):
