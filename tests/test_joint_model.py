@@ -125,7 +125,7 @@ def test_unspecified_attributes_come_from_the_training_distribution():
 
 
 def test_request_error_ranks_candidates_by_the_requested_attributes():
-    from scripts.sampling.generate_cases import request_error
+    from scripts.sampling.generate_cases import candidate_rank, request_error
 
     request = {"volume_ml": 20.0, "centre_x": 0.3}
     near = {"volume_ml": 22.0, "centre_x": 0.32, "sphericity": 0.1}
@@ -134,6 +134,9 @@ def test_request_error_ranks_candidates_by_the_requested_attributes():
     assert request_error(request, near) < request_error(request, far) < request_error(request, missed)
     assert request_error({}, far) == 0.0  # nothing requested: any candidate will do
     assert request_error({"volume_ml": 0.0}, far) == 5.0 and request_error({"volume_ml": 0.0}, missed) == 0.0
+    # best of N: a candidate with a lesion outside the anatomy loses to any candidate without, then the error ranks
+    assert candidate_rank(request, far, 0) < candidate_rank(request, near, 1) < candidate_rank(request, missed, 2)
+    assert candidate_rank(request, near, 0) < candidate_rank(request, far, 0) and candidate_rank({}, far, 0) == (0, 0.0)
 
 
 def test_attribute_unet_follows_the_vector_and_guidance_one_is_plain_conditioning():
@@ -191,7 +194,8 @@ def test_joint_jobs_train_generate_and_hand_off(tmp_path, tiny_demo):
     record = json.load(open(sorted(glob.glob(str(out / "records" / "*.json")))[0]))
     assert record["requested"] == {"volume_ml": 4.0, "centre_x": 0.4, "centre_y": 0.6, "centre_z": 0.5}
     assert record["conditioned_on"]["volume_ml"] == 4.0 and "sphericity" in record["achieved"]
-    assert record["candidates"]["sampled"] == 4 and 0 <= record["candidates"]["chosen"] < 4  # best of 4
+    candidates = record["candidates"]  # best of 4: the tiny model misses the request, so all four are drawn
+    assert candidates["of"] == candidates["sampled"] == 4 and 0 <= candidates["chosen"] < 4
     assert os.path.isfile(out / "previews" / f"{datalist['training'][0]['id']}.png")
     handoff = json.load(open(out / "gem3d" / "datalist.json"))  # GEM-3D's image for each generated mask
     assert len(handoff["training"]) == 2 and all(

@@ -63,6 +63,12 @@ def request_error(request: dict, achieved: dict) -> float:
     return float(error)
 
 
+def candidate_rank(request: dict, achieved: dict, outside: int) -> tuple[int, float]:
+    """How a best-of-N candidate ranks (lower is better): any lesion outside the anatomy loses to none, whatever the
+    attributes (a tumour outside the head is an impossible case), then ``request_error``."""
+    return int(outside > 0), request_error(request, achieved)
+
+
 def case_affine(grid, depth: int) -> np.ndarray:
     """The written cases' affine: RAS axes at the model spacing, the field of view centred on the origin."""
     shape = np.array([grid.size, grid.size, depth], dtype=float)
@@ -122,12 +128,13 @@ class CaseGenerator:
             )
             image, mask = self.model.decode(latent)
             achieved = tumour_attributes(mask, self.grid.spacing, self.labels.lesion_labels)
-            error = request_error(request, achieved)
-            if best is None or error < best[0]:
-                best = (error, k, image, mask, achieved)
-            if error == 0.0:  # nothing requested (or a healthy request met): no better candidate exists
+            outside = lesions_outside(mask, self.labels.lesion_labels, self.labels.anatomy_labels)
+            rank = candidate_rank(request, achieved, outside)
+            if best is None or rank < best[0]:
+                best = (rank, k, image, mask, achieved, outside)
+            if rank == (0, 0.0):  # nothing requested (or a healthy request met), all inside: none can be better
                 break
-        error, chosen, image, mask, achieved = best
+        (rejected, error), chosen, image, mask, achieved, outside = best
         image = np.clip(image, 0.0, None)
         if self.zero_background:
             image[mask == 0] = 0.0
@@ -137,8 +144,13 @@ class CaseGenerator:
             "requested": request,
             "conditioned_on": {k: drawn[k] for k in ATTRIBUTES},
             "achieved": achieved,
-            "candidates": {"sampled": self.best_of, "chosen": chosen, "request_error": round(float(error), 4)},
-            "lesions_outside_anatomy": lesions_outside(mask, self.labels.lesion_labels, self.labels.anatomy_labels),
+            "candidates": {
+                "sampled": k + 1,
+                "of": self.best_of,
+                "chosen": chosen,
+                "request_error": round(float(error), 4),
+            },
+            "lesions_outside_anatomy": outside,
             "settings": {
                 "steps": self.steps,
                 "eta": self.eta,
