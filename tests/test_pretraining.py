@@ -60,14 +60,15 @@ def test_coordinate_maps_invert_the_demo_deformation(coords_demo):
 def test_pretext_variants_and_coordinate_regressor_run(tiny, coords_demo, tmp_path):
     base = {**tiny, "dataset_dir": os.path.dirname(coords_demo), **TINY_PRETRAIN}
     for pretext, channels in (("diffusion", 1), ("diffusion_coordinates", 4), ("restorative", 1)):
-        run_bundle(["inference.json", "pretrain_segmenter.json"], {**base, "pretext": pretext})
+        head = {"coordinate_head": "output"}  # the guidance from the output head (the default: the bottleneck, below)
+        run_bundle(["inference.json", "pretrain_segmenter.json"], {**base, "pretext": pretext, **head})
         state = torch.load(os.path.join(tiny["pretrain_dir"], f"backbone_{pretext}.pt"), weights_only=True)
         assert state["conv_final.2.conv.weight"].shape[0] == channels
         assert os.path.isfile(
             os.path.join(tiny["pretrain_dir"], f"backbone_{pretext}", f"backbone_{pretext}_curve.json")
         )
     # guidance from the bottleneck: the output head restores, a head on the deepest features gives the coordinates
-    deep = {**base, "pretext": "diffusion_coordinates", "coordinate_head": "bottleneck", "pretrain_name": "deep"}
+    deep = {**base, "pretext": "diffusion_coordinates", "pretrain_name": "deep"}
     run_bundle(["inference.json", "pretrain_segmenter.json"], deep)
     state = torch.load(os.path.join(tiny["pretrain_dir"], "deep.pt"), weights_only=True)
     assert state["conv_final.2.conv.weight"].shape[0] == 1 and state["coordinate_head.2.weight"].shape[0] == 3
