@@ -139,6 +139,40 @@ def test_request_error_ranks_candidates_by_the_requested_attributes():
     assert candidate_rank(request, near, 0) < candidate_rank(request, far, 0) and candidate_rank({}, far, 0) == (0, 0.0)
 
 
+def test_spatial_prior_draws_the_requested_place_in_the_anatomy_box():
+    from scripts.data.tumour_attributes import AttributeTable, mean_anatomy_box, tumour_attributes
+
+    label = _brain_with_sphere((1.0, 1.0, 1.0), 6.0, (30, 50, 40))
+    box = mean_anatomy_box([label, np.zeros((4, 4, 4))])  # maps without anatomy do not count
+    np.testing.assert_allclose(box, [[10 / 80] * 3, [70 / 80] * 3])
+    rows = [
+        tumour_attributes(_brain_with_sphere((1.0, 1.0, 1.0), r, c), (1.0, 1.0, 1.0), LESIONS)
+        for r, c in ((6.0, (30, 50, 40)), (9.0, (45, 30, 50)), (4.0, (25, 40, 30)))
+    ]
+    table = AttributeTable(rows)
+    net = parser_with(TINY_OVERRIDES).get_parsed_content("joint_unet_def")
+    net = type(net)(net.unet, net.unet.class_embedding.mlp[0].in_features, table=table, anatomy_box=box)
+    want = rows[0]
+    vectors = torch.as_tensor(
+        np.stack(
+            [
+                table.encode(want),
+                table.encode(tumour_attributes(np.minimum(label, 1), (1.0, 1.0, 1.0), LESIONS)),
+                np.zeros(12),
+            ]
+        )
+    )
+    blob = net.prior(vectors, (80, 80, 80)).numpy()[:, 0]
+    peak = np.unravel_index(blob[0].argmax(), blob[0].shape)
+    np.testing.assert_allclose(peak, [30, 50, 40], atol=1.0)  # the sphere's centre, in the anatomy box
+    assert blob[0].max() > 0.95 and blob[0][label == 0].max() < 0.05
+    assert not blob[1].any() and not blob[2].any()  # healthy or dropped (classifier-free guidance): no blob
+    # the weights carry the de-standardisation and the box
+    fresh = parser_with(TINY_OVERRIDES).get_parsed_content("joint_unet_def")
+    fresh.load_state_dict(net.state_dict())
+    torch.testing.assert_close(fresh.prior(vectors, (80, 80, 80)), net.prior(vectors, (80, 80, 80)))
+
+
 def test_attribute_unet_follows_the_vector_and_guidance_one_is_plain_conditioning():
     from scripts.sampling.joint_model import GuidedUNet
 

@@ -89,6 +89,20 @@ def tumour_attributes(label: np.ndarray, spacing, lesion_labels, min_voxels: int
     return out
 
 
+def mean_anatomy_box(labels) -> np.ndarray:
+    """(2, 3): the mean bounding box of the anatomy (label > 0) over label maps, as fractions of the field of view
+    (low corner, high corner): where the joint model's spatial prior places relative tumour positions."""
+    boxes = []
+    for label in labels:
+        label = np.asarray(label)
+        if (label > 0).any():
+            lo, hi = _bbox(label > 0)
+            boxes.append(np.stack([lo, hi]) / np.asarray(label.shape, dtype=float))
+    if not boxes:
+        raise Gem3dInputError("no label map with anatomy to take the anatomy box from")
+    return np.mean(boxes, axis=0)
+
+
 def as_vector(attributes: dict) -> np.ndarray:
     """The attributes in ``ATTRIBUTES`` order."""
     return np.array([float(attributes[k]) for k in ATTRIBUTES], dtype=np.float64)
