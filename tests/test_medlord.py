@@ -55,9 +55,12 @@ def test_medlord_configs_train_synthesize_and_evaluate(tmp_path, tiny_demo):
     assert not any(k.startswith("unet.") for k in control) and "controlnet_mid_block.conv.weight" in control
 
     out = tmp_path / "synth"
-    run_bundle(["inference.json"], {**ov, "backend": "medlord", "output_dir": str(out), "limit": 1})
+    noise = {"scanner_noise": "informed", "scanner_noise_fallback": 0.02}
+    run_bundle(["inference.json"], {**ov, **noise, "backend": "medlord", "output_dir": str(out), "limit": 1})
     record = json.load(open(next((out / "records").glob("*.json"))))
     assert record["backend"] == "medlord" and record["sampler"]["steps"] == 3
+    # no informed slice: the scanner noise switch takes the training scans' level
+    assert record["scanner_noise"]["sigma"] == 0.02 and record["scanner_noise"]["source"].startswith("training")
     image = nib.load(str(next((out / "images").glob("*.nii.gz"))))
     item = json.load(open(tiny_demo))["test"][0]
     mask = nib.load(os.path.join(os.path.dirname(tiny_demo), item["label"]))

@@ -273,12 +273,17 @@ class Synthesizer:
         m = torch.from_numpy(np.moveaxis(mask_ms, 2, 0).copy())
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
         latents = self.sampler.sample(mask_lat, inf_lat, position, generator, mask_only=inf_record["mode"] == "none")
-        image = self.model.decode(latents, self.decoder)
-        sigma, source = noise_level(self.scanner_noise, inf_record.get("noise_sigma"), self.scanner_noise_fallback)
-        image = add_scanner_noise(image, sigma, rng, self.cfg["modality"])
+        image, noise = self._add_scanner_noise(
+            self.model.decode(latents, self.decoder), rng, inf_record.get("noise_sigma")
+        )
         generation = {"backend": "gem3d", "position": position, "informed": inf_record, "decoder": self.decoder}
-        noise = {"setting": self.scanner_noise, "sigma": round(sigma, 5), "source": source}
         return image, {**generation, "window_weights": self.window_weights, "scanner_noise": noise}
+
+    def _add_scanner_noise(self, image: np.ndarray, rng, informed_sigma: float | None) -> tuple[np.ndarray, dict]:
+        """The decoded model-space image with the scanner noise ``scanner_noise`` asks for, and its record."""
+        sigma, source = noise_level(self.scanner_noise, informed_sigma, self.scanner_noise_fallback)
+        record = {"setting": self.scanner_noise, "sigma": round(sigma, 5), "source": source}
+        return add_scanner_noise(image, sigma, rng, self.cfg["modality"]), record
 
 
 def delivered(image: np.ndarray, mask: np.ndarray, zero_background: bool) -> np.ndarray:

@@ -37,7 +37,7 @@ class VolumeSampler:
 
 
 class VolumeSynthesizer(Synthesizer):
-    variant_attributes = ("conditioning_scale",)
+    variant_attributes = ("conditioning_scale", "scanner_noise")
 
     def __init__(
         self,
@@ -53,6 +53,8 @@ class VolumeSynthesizer(Synthesizer):
         precision: str = SamplerSettings.precision,
         solvers: dict | None = None,
         conditioning_scale: float = 1.0,
+        scanner_noise: str | float = "none",
+        scanner_noise_fallback: float = 0.0,
     ):
         self.conditioning_scale = float(conditioning_scale)
         super().__init__(
@@ -68,6 +70,8 @@ class VolumeSynthesizer(Synthesizer):
             progress=progress,
             precision=precision,
             solvers=solvers,
+            scanner_noise=scanner_noise,
+            scanner_noise_fallback=scanner_noise_fallback,
         )
 
     def _make_sampler(self, progress: bool) -> VolumeSampler:
@@ -81,8 +85,10 @@ class VolumeSynthesizer(Synthesizer):
         cond = mask_onehot(padded.astype(np.int64), self.cfg["num_labels"])
         latent = self.sampler.sample(cond, self.model.latent_shape(padded.shape), generator, self.conditioning_scale)
         x, y, z = mask_ms.shape
-        image = self.model.decode(latent)[:x, :y, :z]
+        # no informed slice: "informed" noise is the training scans' level
+        image, noise = self._add_scanner_noise(self.model.decode(latent)[:x, :y, :z], rng, None)
         record = {
+            "scanner_noise": noise,
             "backend": "medlord",
             "informed": {"mode": "none", "note": "the 3D backend takes no informed slice"},
             "conditioning_scale": self.conditioning_scale,
