@@ -134,7 +134,7 @@ class CaseGenerator:
                 best = (rank, k, image, mask, achieved, outside)
             if rank == (0, 0.0):  # nothing requested (or a healthy request met), all inside: none can be better
                 break
-        (rejected, error), chosen, image, mask, achieved, outside = best
+        (_, error), chosen, image, mask, achieved, outside = best
         image = np.clip(image, 0.0, None)
         if self.zero_background:
             image[mask == 0] = 0.0

@@ -42,6 +42,12 @@ def _slice_at(image: np.ndarray, geom, position: float, index=None) -> tuple[np.
     return image[:, :, z], z
 
 
+def _scan_slice(model, sl: np.ndarray, record: dict) -> tuple[torch.Tensor, dict]:
+    """An informed slice taken from a scan: its latent, and its record with the scan's noise level (what
+    ``scanner_noise="informed"`` gives the generated volume)."""
+    return model.encode(sl[None])[0], {**record, "noise_sigma": estimate_noise_sigma(sl)}
+
+
 def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.random.Generator, generator, cfg: dict):
     """Return ((C, h, w) scaled latent, record dict) for the informed-slice ``spec``.
 
@@ -61,7 +67,7 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         case = load_case({"image": ctx["image"]}, grid, cfg["num_labels"], modality)
         sl, z = _slice_at(case["image"], case["geometry"], position, spec.get("slice"))
         record = {"mode": mode, "source": ctx["image"], "slice": spec.get("slice"), "model_slice": z}
-        return model.encode(sl[None])[0], {**record, "noise_sigma": estimate_noise_sigma(sl)}
+        return _scan_slice(model, sl, record)
     if mode == "ic":
         pool = spec.get("pool")
         if not pool:
@@ -78,7 +84,7 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         case = load_case({"image": item["image"]}, grid, cfg["num_labels"], modality)
         sl, z = _slice_at(case["image"], case["geometry"], position, spec.get("slice"))
         record = {"mode": mode, "source": item["image"], "case": item["id"], "slice": spec.get("slice")}
-        return model.encode(sl[None])[0], {**record, "model_slice": z, "noise_sigma": estimate_noise_sigma(sl)}
+        return _scan_slice(model, sl, {**record, "model_slice": z})
     if mode == "ig":
         net = model.informed_model()
         shape = model.latent_shape(size)
@@ -98,5 +104,4 @@ def informed_latent(model, spec: dict, position: float, ctx: dict, rng: np.rando
         raise Gem3dInputError(f"informed-slice file {path} has rank {data.ndim}; expected a 2D slice or a 3D volume")
     img, geom = to_model_space(normalise_intensity(data, modality), affine, grid, "image")
     sl, z = _slice_at(img, geom, position if img.shape[2] > 1 else 0.0, spec.get("slice"))
-    record = {"mode": mode, "source": path, "slice": spec.get("slice"), "model_slice": z}
-    return model.encode(sl[None])[0], {**record, "noise_sigma": estimate_noise_sigma(sl)}
+    return _scan_slice(model, sl, {"mode": mode, "source": path, "slice": spec.get("slice"), "model_slice": z})
