@@ -7,6 +7,7 @@ import re
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from conftest import run_bundle
 from scripts.errors import Gem3dInputError
 from scripts.io import save_nifti
@@ -138,6 +139,15 @@ def test_main_job_runs_as_a_bundle(tiny, tiny_demo, tmp_path):
     again = run_bundle(["inference.json"], {**tiny, "output_dir": str(out)}, check=False)
     assert again.returncode != 0 and "already exist" in (again.stdout + again.stderr)
     assert sorted(os.listdir(out / "images")) == before
+    # the co-denoising scheme runs as the main job too, and says so in the record; a bad scheme is refused
+    blend = tmp_path / "blend"
+    run_bundle(["inference.json"], {**tiny, "output_dir": str(blend), "limit": 1, "sampler_scheme": "blend"})
+    (record,) = [json.load(open(blend / "records" / f)) for f in os.listdir(blend / "records")]
+    assert record["sampler"]["scheme"] == "blend"
+    bad = run_bundle(
+        ["inference.json"], {**tiny, "output_dir": str(tmp_path / "bad"), "sampler_scheme": "zigzag"}, check=False
+    )
+    assert bad.returncode != 0 and "sampler_scheme" in bad.stdout + bad.stderr and "zigzag" in bad.stdout + bad.stderr
     del proc
 
 
@@ -184,7 +194,7 @@ def test_enhancement_shards_over_two_ranks_without_loss_or_repeat(tiny, tmp_path
     assert set(re.findall(r"\[rank (\d)\] ", proc.stdout)) == {"0", "1"}  # both ranks logged their jobs
 
 
-def test_variant_switches_solver_precision_and_restores(tiny, tmp_path):
+def test_variant_switches_solver_precision_and_restores(tiny, tiny_demo, tmp_path):
     """Evaluation rows and benchmark settings run through Synthesizer.variant: the override is used and recorded,
     everything is restored afterwards (also after an error), and unknown names are refused."""
     _oblique_mask(tmp_path / "mask.nii.gz")
@@ -218,6 +228,24 @@ def test_variant_switches_solver_precision_and_restores(tiny, tmp_path):
     assert np.isfinite(independent["image"]).all() and not np.array_equal(independent["image"], base["image"])
     with pytest.raises(Gem3dInputError, match="noise_correlation"):
         with synth.variant({"noise_correlation": 1.0}):
+            pass
+    # co-denoising: reproducible, recorded, not the propagation's volume (a 32-slice mask: 8 slices are one window).
+    # MONAI zero-initialises the UNet's output layer, and with a zero prediction both schemes reduce to the same
+    # slice-wise solver; random output weights make the prediction depend on the window
+    deep = _items(tiny_demo)[0]["label"]
+    with torch.no_grad():
+        for param in synth.model.window_net.unet.out.parameters():
+            param.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(0))
+    with synth.variant({"scheme": "blend"}):
+        blended = synth.synthesize(deep, 3, "case")
+        np.testing.assert_array_equal(synth.synthesize(deep, 3, "case")["image"], blended["image"])
+    propagated = synth.synthesize(deep, 3, "case")
+    assert (
+        blended["record"]["sampler"]["scheme"] == "blend" and propagated["record"]["sampler"]["scheme"] == "propagate"
+    )
+    assert np.isfinite(blended["image"]).all() and not np.array_equal(blended["image"], propagated["image"])
+    with pytest.raises(Gem3dInputError, match="sampler_scheme"):
+        with synth.variant({"scheme": "zigzag"}):
             pass
     with pytest.raises(Gem3dInputError, match="unknown solver"):
         with synth.variant({"solver": "euler"}):

@@ -36,6 +36,8 @@ class RolloutSampler(PropagationSampler):
             raise Gem3dInputError(f"rollouts need a LogProbDDIMScheduler, got {type(scheduler).__name__}")
         if settings.eta <= 0:
             raise Gem3dInputError(f"rollouts need stochastic steps (eta > 0), got eta={settings.eta}")
+        if settings.scheme != "propagate":  # the recorded steps are per window of the propagation plan
+            raise Gem3dInputError(f"rollouts use the propagation scheme, not {settings.scheme!r}")
         super().__init__(network, scheduler, settings, progress)
         self.trajectory: list[RolloutStep] = []
 

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.conditioning import window_condition
+from .blend import blend_sample, blend_waves
 from .window_plan import Window, plan_windows, waves
 
 
@@ -33,6 +34,12 @@ class SamplerSettings:
     # correlation of the starting noise between neighbouring slices (AR(1) along z, PYoCo's progressive noise);
     # 0 draws every slice independently (the paper), which leaves slice-to-slice flicker (BENCHMARKS.md)
     noise_correlation: float = 0.7
+    # "propagate": the paper's window-by-window propagation; "blend": every slice co-denoised at every step by
+    # shifting windows (sampling/blend.py)
+    scheme: str = "propagate"
+
+
+SCHEMES = ("propagate", "blend")
 
 
 class PropagationSampler:
@@ -91,15 +98,23 @@ class PropagationSampler:
         s = self.settings
         z_total, _, hh, ww = mask_lat.shape
         channels = informed.shape[0]
+        self.scheduler.set_timesteps(s.steps)
+        start_noise = None
+        if s.noise_correlation > 0:  # one noise volume for all windows, so neighbours agree across windows too
+            start_noise = correlated_noise((z_total, channels, hh, ww), s.noise_correlation, generator)
+        if s.scheme == "blend":
+            if start_noise is None:
+                start_noise = torch.randn((z_total, channels, hh, ww), generator=generator)
+            total = sum(len(w) for w in blend_waves(z_total, s.window, position, s.steps))
+            with tqdm(total=total, desc="co-denoising", unit="wave", disable=not self.progress) as bar:
+                return blend_sample(self, mask_lat, informed, position, generator, mask_only, start_noise, bar)
+        if s.scheme != "propagate":
+            raise ValueError(f"sampler scheme must be one of {SCHEMES}, not {s.scheme!r}")
         device = next(self.network.parameters()).device
         out = torch.zeros((z_total, channels, hh, ww), dtype=torch.float32)
         written = torch.zeros(z_total, dtype=torch.bool)
         plan = plan_windows(z_total, s.window, s.overlap, position)
         groups = waves(plan) if s.batch_waves else [[w] for w in plan]
-        self.scheduler.set_timesteps(s.steps)
-        start_noise = None
-        if s.noise_correlation > 0:  # one noise volume for all windows, so neighbours agree across windows too
-            start_noise = correlated_noise((z_total, channels, hh, ww), s.noise_correlation, generator)
         bar = tqdm(total=len(groups) * s.steps, desc="denoising windows", unit="step", disable=not self.progress)
         for group in groups:
             cond, clean, known = [], [], []

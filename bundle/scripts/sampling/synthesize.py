@@ -24,7 +24,7 @@ from ..errors import Gem3dInputError
 from ..precision import resolve_precision
 from .informed import informed_latent
 from .model import DECODERS
-from .sampler import PropagationSampler, SamplerSettings
+from .sampler import SCHEMES, PropagationSampler, SamplerSettings
 from .scanner_noise import add_scanner_noise
 from .scanner_noise import check_setting as check_noise_setting
 from .scanner_noise import noise_level
@@ -63,6 +63,7 @@ class Synthesizer:
         window_weights: str = "stage2",
         scanner_noise: str | float = "none",
         scanner_noise_fallback: float = 0.0,
+        scheme: str = SamplerSettings.scheme,
     ):
         self.model = model
         self.decoder = decoder
@@ -84,6 +85,7 @@ class Synthesizer:
             inpaint=bool(inpaint),
             precision=str(precision),
             noise_correlation=float(noise_correlation),
+            scheme=str(scheme),
         )
         check_parameters(1, self.settings.window, self.settings.overlap, position)
         self.settings, self.precision_reason = _check_settings(self.settings, model.device)
@@ -336,5 +338,7 @@ def _check_settings(settings: SamplerSettings, device) -> tuple[SamplerSettings,
         raise Gem3dInputError(f"eta must be >= 0, got {settings.eta}")
     if not 0 <= settings.noise_correlation < 1:
         raise Gem3dInputError(f"noise_correlation must lie in [0, 1), got {settings.noise_correlation}")
+    if settings.scheme not in SCHEMES:
+        raise Gem3dInputError(f"sampler_scheme must be one of {', '.join(SCHEMES)}, not {settings.scheme!r}")
     precision, reason = resolve_precision(settings.precision, device)
     return replace(settings, precision=precision), reason

@@ -44,13 +44,17 @@ def start_slice(num_slices: int, position: float) -> int:
     return int(round(float(position) * (num_slices - 1)))
 
 
-def plan_windows(num_slices: int, window: int, overlap: int, position: float) -> list[Window]:
+def plan_windows(num_slices: int, window: int, overlap: int, position: float, shift: int = 0) -> list[Window]:
+    """The propagation plan. ``shift`` moves the first window's start down by that many slices (modulo n, and
+    always so that the window still holds the start slice): the co-denoising scheme shifts every window boundary
+    from step to step this way."""
     check_parameters(num_slices, window, overlap, position)
     z_total, n, h = int(num_slices), int(window), int(overlap)
     centre = start_slice(z_total, position)
     if z_total <= n:
         return [Window(0, z_total, (), centre, True, 0, "start")]
-    s0 = min(max(centre - n // 2, 0), z_total - n)
+    first = centre - (n // 2 + int(shift)) % n  # centre - (0..n-1): the window holds the centre slice
+    s0 = min(max(first, 0), z_total - n)
     plan = [Window(s0, s0 + n, (), centre, True, 0, "start")]
     lo, hi, wave = s0, s0 + n, 1  # generated range [lo, hi)
     while lo > 0 or hi < z_total:
