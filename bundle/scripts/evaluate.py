@@ -64,6 +64,9 @@ DEFAULT_ROWS = {
         "noise_correlation": 0.3,
         "scanner_noise": "informed",
     },
+    # co-denoising with shifting windows (sampling/blend.py) against the paper's propagation
+    "gem3d_true_blend": {"informed": {"mode": "true"}, "scheme": "blend"},
+    "gem3d_ic_blend": {"informed": {"mode": "ic"}, "scheme": "blend"},
     # the whole-volume 3D latent diffusion backend (MedLoRD-style, mask through a ControlNet; Table 2's "3D LDM")
     "medlord_3d_ldm": {"backend": "medlord"},
 }
