@@ -132,6 +132,35 @@ def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo, tmp_pa
     assert any(k.startswith("temporal.") for k in changed)
 
 
+def test_masks_of_an_iteration_take_the_informed_modes_in_turn(tiny, tiny_demo):
+    """Several informed-slice specs: each mask of an iteration gets one spec for all its rollouts (advantages compare
+    like with like), the masks take the specs in turn, and each spec completes the synthesizer's own."""
+    specs = [{"mode": "true"}, {"mode": "ic"}]
+    overrides = {
+        **tiny,
+        "reward_masks_per_iteration": 2,
+        "reward_samples_per_mask": 2,
+        "reward_rollout_informed": specs,
+    }
+    tuner = parser_with(overrides, REWARD + ("finetune_reward.json",)).get_parsed_content("fine_tuner")
+    seen = []
+    generate = tuner.synth.generate_model_space
+
+    def spy(*args, informed=None, **kwargs):
+        seen.append(informed)
+        return generate(*args, informed=informed, **kwargs)
+
+    tuner.synth.generate_model_space = spy
+    items = read_datalist(tiny_demo, ["training"])["training"][:2]
+    engine = Engine(tuner)
+    engine.state.iteration = 1
+    out = tuner(engine, items)
+    assert np.isfinite(out["reward"]) and np.isfinite(out["loss"])
+    assert [s["mode"] for s in seen] == ["true", "true", "ic", "ic"]
+    ic = next(s for s in seen if s["mode"] == "ic")
+    assert ic["pool"] == tuner.synth.informed["pool"]  # completed by the synthesizer's own spec
+
+
 def test_critic_finetune_and_study_jobs_end_to_end_with_resumption(tiny, tiny_demo, tmp_path):
     run_bundle([*REWARD, "train_critic.json"], {**tiny, "critic": "volume", "max_epochs": 1, "critic_limit": 2})
     models, runs = tiny["model_dir"], tiny["run_dir"]

@@ -66,7 +66,7 @@ class RewardFineTuner:
         step_fraction: float = 0.5,
         updates_per_iteration: int = 2,
         max_grad_norm: float = 1.0,
-        informed: dict | None = None,
+        informed: dict | list | None = None,
         seed: int = 0,
     ):
         if int(samples_per_mask) < 2:
@@ -78,17 +78,23 @@ class RewardFineTuner:
         self.samples_per_mask, self.clip_range = int(samples_per_mask), float(clip_range)
         self.advantage_clip, self.step_fraction = float(advantage_clip), float(step_fraction)
         self.updates, self.max_grad_norm = int(updates_per_iteration), float(max_grad_norm)
-        self.informed, self.seed = dict(informed) if informed else None, int(seed)
+        # one informed-slice spec, or several that the masks of an iteration take in turn (so that a policy tuned on
+        # true slices does not drift with another patient's); each completes the synthesizer's own (pool etc.)
+        specs = list(informed) if isinstance(informed, (list, tuple)) else [informed]
+        self.informed = [{**synthesizer.informed, **spec} if spec else None for spec in specs]
+        self.seed = int(seed)
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
-    def rollout(self, item: dict, seed: int) -> tuple[list, dict]:
-        """One whole volume for one mask: its recorded steps and its reward (with the reward's parts)."""
+    def rollout(self, item: dict, seed: int, informed: dict | None = None) -> tuple[list, dict]:
+        """One whole volume for one mask: its recorded steps and its reward (with the reward's parts); ``informed``
+        defaults to the first informed-slice spec."""
+        informed = informed or self.informed[0]
         with self.synth.using_sampler(self.sampler):
             out = self.synth.generate_model_space(
-                item["label"], seed, item.get("id", "case"), image_path=item.get("image"), informed=self.informed
+                item["label"], seed, item.get("id", "case"), image_path=item.get("image"), informed=informed
             )
         image = delivered(out["image"], out["mask"], self.synth.zero_background)
         return self.sampler.trajectory, self.reward(image, out["mask"])
@@ -98,9 +104,10 @@ class RewardFineTuner:
         it = int(engine.state.iteration)
         rollouts, groups = [], []
         for m, item in enumerate(batch):
-            for k in range(self.samples_per_mask):
+            informed = self.informed[(it * len(batch) + m) % len(self.informed)]  # one spec per mask: advantages
+            for k in range(self.samples_per_mask):  # compare rollouts of the same mask and the same spec
                 seed = self.seed + 1_000_003 * it + self.samples_per_mask * m + k
-                rollouts.append(self.rollout(item, seed))
+                rollouts.append(self.rollout(item, seed, informed))
                 groups.append(m)
         rewards = torch.tensor([r["reward"] for _, r in rollouts])
         adv = mask_advantages(rewards, groups).clamp(-self.advantage_clip, self.advantage_clip)
