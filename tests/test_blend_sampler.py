@@ -15,7 +15,7 @@ def test_every_step_covers_every_slice_and_the_boundaries_shift(z_total):
     n, p, steps = 16, 0.4, 16
     centre = start_slice(z_total, p)
     layouts, shared = [], []
-    for step_waves in blend_waves(z_total, n, p, steps):
+    for step_waves in blend_waves(z_total, n, 1, p, steps):
         covered = torch.zeros(z_total, dtype=torch.int64)
         first = step_waves[0][0]
         assert len(step_waves[0]) == 1 and first.external_informed and first.start <= centre < first.stop
@@ -53,7 +53,7 @@ def test_a_slicewise_network_gives_the_whole_volume_solver(scheduler):
     for t in scheduler.timesteps:
         x = scheduler.step(0.3 * x + 0.1 * first_mask_channel, int(t), x, eta=0.0)[0]
     torch.testing.assert_close(out, x[0].permute(1, 0, 2, 3), rtol=1e-5, atol=1e-5)
-    assert len(net.calls) == sum(len(w) for w in blend_waves(z_total, 16, 0.4, steps))
+    assert len(net.calls) == sum(len(w) for w in blend_waves(z_total, 16, 1, 0.4, steps))
 
 
 def test_outer_windows_take_the_shared_slices_clean_estimate_and_mask_only_none():
@@ -65,7 +65,7 @@ def test_outer_windows_take_the_shared_slices_clean_estimate_and_mask_only_none(
     sampler.sample(mask, informed, 0.4, torch.Generator().manual_seed(0))
     calls = iter(net.calls)
     checked = 0
-    for step_waves in blend_waves(z_total, 16, 0.4, steps):
+    for step_waves in blend_waves(z_total, 16, 1, 0.4, steps):
         predicted = {}  # slice -> (noisy latent, prediction) of the earlier waves of this step
         for wave in step_waves:
             x, t = next(calls)

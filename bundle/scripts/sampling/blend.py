@@ -2,7 +2,8 @@
 
 Propagation finishes each window before the next starts, so a window sees its neighbour only through one clean
 boundary slice. Here every slice of the volume is denoised at every step (DiffusionBlend, Song et al. 2024): at each
-solver step the volume is covered by windows that overlap by one slice, the window model predicts every window,
+solver step the volume is covered by windows that overlap by the sampler's overlap (default one slice), the window
+model predicts every window,
 the predictions of slices covered twice are averaged, and one solver step moves the whole volume. The windows'
 boundaries shift from step to step (the first window's start moves by ``BLEND_SHIFT`` slices modulo n, always
 holding the start slice), so no slice sits on a boundary at every step.
@@ -36,13 +37,14 @@ def clean_estimate(scheduler, output: torch.Tensor, t: int, x: torch.Tensor) -> 
     return output
 
 
-def blend_waves(num_slices: int, window: int, position: float, steps: int) -> list[list]:
+def blend_waves(num_slices: int, window: int, overlap: int, position: float, steps: int) -> list[list]:
     """The waves of windows of every step (step i shifts the first window by i * ``BLEND_SHIFT``)."""
-    return [waves(plan_windows(num_slices, window, 1, position, shift=i * BLEND_SHIFT)) for i in range(steps)]
+    return [waves(plan_windows(num_slices, window, overlap, position, shift=i * BLEND_SHIFT)) for i in range(steps)]
 
 
 def blend_sample(sampler, mask_lat, informed, position, generator, mask_only, start_noise, bar) -> torch.Tensor:
-    """(Z, C, h, w) latents: every slice co-denoised at every step by shifting, one-slice-overlapping windows.
+    """(Z, C, h, w) latents: every slice co-denoised at every step by shifting, overlapping windows (no slice is
+    known in advance, so the inpainting setting has nothing to hold here).
 
     ``sampler`` is the ``PropagationSampler`` (its network, scheduler, settings and ``predict``); ``start_noise``
     the (Z, C, h, w) starting noise; ``bar`` a progress bar updated once per wave and step."""
@@ -52,7 +54,7 @@ def blend_sample(sampler, mask_lat, informed, position, generator, mask_only, st
     x = start_noise.permute(1, 0, 2, 3)[None].to(device)  # (1, C, Z, h, w): the solver moves the whole volume
     informed = informed.to(device)
     timesteps = sampler.scheduler.timesteps
-    for t, step_waves in zip(timesteps, blend_waves(z_total, s.window, position, len(timesteps))):
+    for t, step_waves in zip(timesteps, blend_waves(z_total, s.window, s.overlap, position, len(timesteps))):
         t = int(t)
         total = torch.zeros_like(x)
         count = torch.zeros(z_total, device=device)

@@ -105,7 +105,7 @@ class PropagationSampler:
         if s.scheme == "blend":
             if start_noise is None:
                 start_noise = torch.randn((z_total, channels, hh, ww), generator=generator)
-            total = sum(len(w) for w in blend_waves(z_total, s.window, position, s.steps))
+            total = sum(len(w) for w in blend_waves(z_total, s.window, s.overlap, position, s.steps))
             with tqdm(total=total, desc="co-denoising", unit="wave", disable=not self.progress) as bar:
                 return blend_sample(self, mask_lat, informed, position, generator, mask_only, start_noise, bar)
         if s.scheme != "propagate":
