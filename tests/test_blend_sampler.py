@@ -3,8 +3,8 @@ informed slices of the outer windows."""
 
 import pytest
 import torch
-from scripts.sampling.blend import blend_waves, clean_estimate
-from scripts.sampling.dpm_solver import DPMSolverMultistepScheduler
+from scripts.sampling.blend import blend_waves
+from scripts.sampling.dpm_solver import DPMSolverMultistepScheduler, data_prediction
 from scripts.sampling.sampler import PropagationSampler, SamplerSettings, correlated_noise
 from scripts.sampling.window_plan import plan_windows, start_slice
 from test_sampler import FullInputDenoiser, RecordingDenoiser, _scheduler
@@ -76,7 +76,7 @@ def test_outer_windows_take_the_shared_slices_clean_estimate_and_mask_only_none(
                     torch.testing.assert_close(inf, informed)
                 else:
                     noisy, shared = predicted[w.informed]
-                    torch.testing.assert_close(inf, clean_estimate(sampler.scheduler, shared, int(t[0]), noisy))
+                    torch.testing.assert_close(inf, data_prediction(sampler.scheduler, shared, int(t[0]), noisy))
                     checked += 1
                 offsets = x[b, -1, :, 0, 0] * 16.0
                 torch.testing.assert_close(offsets, torch.arange(w.start, w.stop).float() - w.informed)
@@ -89,14 +89,14 @@ def test_outer_windows_take_the_shared_slices_clean_estimate_and_mask_only_none(
     assert all(torch.count_nonzero(x[:, 4 + 5 :]) == 0 for x, _ in net.calls)
 
 
-def test_clean_estimate_inverts_forward_diffusion():
+def test_data_prediction_inverts_forward_diffusion():
     scheduler = _scheduler()
     x0, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
     for t in (10, 500, 990):
         xt = scheduler.add_noise(x0, noise, torch.tensor([t, t]))
         a = scheduler.alphas_cumprod[t]
         v = a.sqrt() * noise - (1 - a).sqrt() * x0
-        torch.testing.assert_close(clean_estimate(scheduler, v, t, xt), x0, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(data_prediction(scheduler, v, t, xt), x0, rtol=1e-4, atol=1e-4)
 
 
 def test_shift_zero_is_the_propagation_plan_and_a_bad_scheme_is_refused():

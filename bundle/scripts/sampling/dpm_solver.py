@@ -12,6 +12,18 @@ import torch
 from monai.networks.schedulers import Scheduler
 
 
+def data_prediction(scheduler, output: torch.Tensor, t: int, x: torch.Tensor) -> torch.Tensor:
+    """The clean sample x0 that the network's ``output`` at timestep ``t`` predicts for the noisy ``x``, on any MONAI
+    scheduler with ``alphas_cumprod`` and ``prediction_type`` (the schedule's alpha and sigma taken in float64)."""
+    a = scheduler.alphas_cumprod[int(t)].double()
+    alpha, sigma = float(a.sqrt()), float((1 - a).sqrt())
+    if scheduler.prediction_type == "v_prediction":
+        return alpha * x - sigma * output
+    if scheduler.prediction_type == "epsilon":
+        return (x - sigma * output) / alpha
+    return output
+
+
 class DPMSolverMultistepScheduler(Scheduler):
     """Second-order multistep DPM-Solver++ (midpoint form) with a first-order last step.
 
@@ -53,13 +65,7 @@ class DPMSolverMultistepScheduler(Scheduler):
         self._previous = None  # (data prediction, log-SNR) of the step before
 
     def _data_prediction(self, model_output: torch.Tensor, t: int, sample: torch.Tensor) -> torch.Tensor:
-        alpha, sigma = float(self._alpha[t]), float(self._sigma[t])
-        if self.prediction_type == "v_prediction":
-            x0 = alpha * sample - sigma * model_output
-        elif self.prediction_type == "epsilon":
-            x0 = (sample - sigma * model_output) / alpha
-        else:
-            x0 = model_output
+        x0 = data_prediction(self, model_output, t, sample)
         return x0.clamp(*self.clip) if self.clip else x0
 
     def step(

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.conditioning import window_condition
-from .blend import blend_sample, blend_waves
+from .blend import blend_sample
 from .window_plan import Window, plan_windows, waves
 
 
@@ -105,9 +105,7 @@ class PropagationSampler:
         if s.scheme == "blend":
             if start_noise is None:
                 start_noise = torch.randn((z_total, channels, hh, ww), generator=generator)
-            total = sum(len(w) for w in blend_waves(z_total, s.window, s.overlap, position, s.steps))
-            with tqdm(total=total, desc="co-denoising", unit="wave", disable=not self.progress) as bar:
-                return blend_sample(self, mask_lat, informed, position, generator, mask_only, start_noise, bar)
+            return blend_sample(self, mask_lat, informed, position, generator, mask_only, start_noise)
         if s.scheme != "propagate":
             raise ValueError(f"sampler scheme must be one of {SCHEMES}, not {s.scheme!r}")
         device = next(self.network.parameters()).device
