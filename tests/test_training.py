@@ -109,6 +109,67 @@ def test_stage2_freezes_stage1_and_starts_at_its_function(tmp_path):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in stage2.temporal.parameters())
 
 
+def test_through_plane_loss_costs_flicker_not_shared_error():
+    from scripts.engines.losses import ThroughPlaneLoss
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 4, 16, 8, 8, generator=g)
+    shared = target + 0.3 * torch.randn(2, 4, 1, 8, 8, generator=g)  # the same error on every slice of a window
+    flicker = target + 0.3 * torch.randn(2, 4, 16, 8, 8, generator=g)  # an error of its own on every slice
+    plain = torch.nn.MSELoss()
+    for pred in (shared, flicker):
+        assert torch.equal(ThroughPlaneLoss(0.0)(pred, target), plain(pred, target))
+    loss = ThroughPlaneLoss(2.0)
+    torch.testing.assert_close(loss(shared, target), plain(shared, target))  # no slice-to-slice change: MSE alone
+    by_hand = plain(flicker, target) + 2.0 * ((flicker - target)[:, :, 1:] - (flicker - target)[:, :, :-1]).pow(2).mean()
+    torch.testing.assert_close(loss(flicker, target), by_hand)
+    assert loss(flicker, target) > 4.0 * plain(flicker, target)  # 1 + 2 x 2 var for independent errors
+    with pytest.raises(ValueError, match="windows"):
+        loss(torch.zeros(2, 4, 8, 8), torch.zeros(2, 4, 8, 8))
+    with pytest.raises(ValueError, match=">= 0"):
+        ThroughPlaneLoss(-1.0)
+
+
+def test_training_noise_can_follow_the_samplers_slice_correlation():
+    from scripts.engines.prepare import ConditionedVPredictionBatch
+
+    parser = parser_with(TINY_OVERRIDES)
+    scheduler = parser.get_parsed_content("noise_scheduler")
+    images = torch.zeros(64, 2, 16, 8, 8)
+    torch.manual_seed(0)
+    for rho in (0.0, 0.7):
+        prep = ConditionedVPredictionBatch(scheduler, 1000, "condition", noise_correlation=rho)
+        noise = prep.get_noise(images)
+        assert noise.shape == images.shape
+        a, b = noise[:, :, :-1].flatten(), noise[:, :, 1:].flatten()
+        assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item() - rho) < 0.02
+        assert abs(noise.std().item() - 1.0) < 0.02  # every slice stays N(0, I)
+    with pytest.raises(ValueError, match="windows"):
+        ConditionedVPredictionBatch(scheduler, 1000, "condition", noise_correlation=0.7).get_noise(torch.zeros(2, 4, 8, 8))
+
+
+def test_stage2_with_through_plane_loss_and_correlated_noise_trains_only_its_layers(stage_dirs, tmp_path):
+    root, ov = stage_dirs
+    stage1 = os.path.join(ov["model_dir"], "window.pt")
+    if not os.path.isfile(stage1):
+        run_bundle([*DIFF, "train_window.json"], {**ov, **FAST, "max_epochs": 1})
+    models = tmp_path / "models"
+    shutil.copytree(ov["model_dir"], models)
+    ov = {**ov, "model_dir": str(models), "stage1_weights": stage1, "stage": "volume_tp"}
+    switches = {"through_plane_weight": 1.0, "train_noise_correlation": 0.7}
+    run_bundle([*DIFF, "train_window.json", "train_volume.json"], {**ov, **FAST, **switches, "max_epochs": 1})
+    vol = torch.load(models / "volume_tp.pt", weights_only=True)
+    win = torch.load(stage1, weights_only=True)
+    for k, v in win.items():
+        assert torch.equal(vol[k], v), k
+    assert any(v.abs().sum() > 0 for k, v in vol.items() if k.startswith("temporal.") and "out_proj" in k)
+    configs = [*DIFF, "train_window.json", "train_volume.json"]
+    parser = parser_with({**ov, **switches}, configs)
+    assert parser.get_parsed_content("train#loss").weight == 1.0  # the run's loss and noise are the switches'
+    assert parser.get_parsed_content("prepare_batch").noise_correlation == 0.7
+    assert parser_with(ov, configs).get_parsed_content("train#loss").weight == 0.0  # default: plain MSE
+
+
 def test_multi_gpu_override_runs_two_cpu_processes(stage_dirs, tmp_path):
     root, ov = stage_dirs
     ov = {**ov, **FAST, "max_epochs": 1, "run_dir": str(tmp_path / "runs"), "samples_per_epoch": 8}

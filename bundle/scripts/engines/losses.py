@@ -48,3 +48,27 @@ class KLAutoencoderLoss(nn.Module):
             kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-8) - 1).flatten(1).sum(1).mean()
             loss = loss + self.kl_weight * kl
         return loss
+
+
+class ThroughPlaneLoss(nn.Module):
+    """MSE + ``weight`` x MSE of the differences between neighbouring slices of windows (B, C, n, H, W).
+
+    With independent per-slice errors e, the second term is 2 var(e) - 2 cov(e_z, e_z+1): it costs errors that
+    change from slice to slice (the flicker) more than errors shared by neighbours, which plain MSE cannot tell
+    apart. Weight 0 is ``torch.nn.MSELoss``. Works on any prediction target (v here): with one timestep per window,
+    the x0 error is a fixed multiple of the v error within a window.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"through-plane loss weight must be >= 0, got {weight}")
+        self.weight = float(weight)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = F.mse_loss(pred, target)
+        if self.weight == 0.0:
+            return loss
+        if pred.ndim != 5:
+            raise ValueError(f"the through-plane loss needs windows (B, C, n, H, W), got shape {tuple(pred.shape)}")
+        return loss + self.weight * F.mse_loss(pred.diff(dim=2), target.diff(dim=2))
