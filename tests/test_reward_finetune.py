@@ -5,16 +5,17 @@ ratio 1 under unchanged weights, advantages per mask, one PPO update moves only 
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from conftest import run_bundle
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from scripts.data.datalist import read_datalist
 from scripts.data.demo_phantom import build_demo_dataset
 from scripts.errors import Gem3dInputError
-from scripts.reward.ppo import clipped_objective, mask_advantages, score_rollouts
+from scripts.reward.ppo import BestRewardKeeper, clipped_objective, mask_advantages, score_rollouts
 from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
 from scripts.sampling.rollout import RolloutSampler
 from scripts.sampling.sampler import PropagationSampler, SamplerSettings
@@ -161,6 +162,95 @@ def test_masks_of_an_iteration_take_the_informed_modes_in_turn(tiny, tiny_demo):
     assert ic["pool"] == tuner.synth.informed["pool"]  # completed by the synthesizer's own spec
 
 
+def test_anchor_penalty_pulls_the_trainable_weights_back_to_the_start(tiny, tiny_demo):
+    item = read_datalist(tiny_demo, ["training"])["training"][0]
+    drifts = {}
+    for weight in (0.0, 1e4):
+        overrides = {**tiny, "reward_masks_per_iteration": 1, "reward_samples_per_mask": 2}
+        parser = parser_with({**overrides, "reward_anchor_weight": weight}, REWARD + ("finetune_reward.json",))
+        tuner = parser.get_parsed_content("fine_tuner")
+        torch.manual_seed(0)
+        with torch.no_grad():  # a drift that earlier iterations built up
+            for p in tuner.params:
+                p.add_(0.01 * torch.randn_like(p))
+        before = float(tuner.drift()) ** 0.5
+        engine = Engine(tuner)
+        engine.state.iteration = 1
+        out = tuner(engine, [item])
+        assert out["drift"] == pytest.approx(float(tuner.drift()) ** 0.5)
+        drifts[weight] = (before, out["drift"])
+    assert drifts[1e4][1] < drifts[1e4][0]  # pulled back toward the stage-2 weights
+    assert drifts[1e4][1] < drifts[0.0][1]
+    with pytest.raises(RuntimeError) as refused:
+        parser_with({**tiny, "reward_anchor_weight": -1.0}, REWARD + ("finetune_reward.json",)).get_parsed_content(
+            "fine_tuner"
+        )
+    assert "anchor_weight must be >= 0" in str(refused.value.__cause__)
+
+
+def test_keeper_writes_weights_only_when_the_held_out_reward_rises(tmp_path):
+    policy = torch.nn.Linear(3, 2)
+    scores = iter([0.0, -1.0, 0.5, 0.2])  # the start, then iterations 1, 2, 3
+    states = {}
+
+    def step(engine, _):
+        with torch.no_grad():
+            policy.weight.add_(1.0)
+        states[engine.state.iteration] = {k: v.clone() for k, v in policy.state_dict().items()}
+
+    weights, history = tmp_path / "models" / "tuned.pt", tmp_path / "run" / "reward_validation.json"
+    keeper = BestRewardKeeper(None, [{"id": "held_out"}], policy, str(weights), str(history), interval=1)
+    keeper.score = lambda: next(scores)
+    engine = Engine(step)
+    keeper.attach(engine)
+    written = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: written.append(weights.exists()))
+    engine.run([0], max_epochs=3, epoch_length=1)
+    assert written == [False, True, True]  # iteration 1 scored below the starting weights: nothing written
+    saved = torch.load(weights, weights_only=True)
+    assert all(torch.equal(saved[k], states[2][k]) for k in saved)  # the best iteration's weights, not the last
+    record = json.load(open(history))["history"]
+    assert [(i, r, k) for i, r, k in record] == [(0, 0.0, False), (1, -1.0, False), (2, 0.5, True), (3, 0.2, False)]
+    assert (tmp_path / "run" / "reward_validation.png").is_file()
+    resumed = BestRewardKeeper(None, [{"id": "held_out"}], policy, str(weights), str(history), interval=1)
+    resumed.score = lambda: pytest.fail("a resumed run must not score its loaded weights as the start")
+    resumed.start(None)
+    assert resumed.best == 0.5
+    final = tmp_path / "final.pt"  # no held-out masks: the final weights are written, as before the keeper
+    plain = BestRewardKeeper(None, [], policy, str(final), str(tmp_path / "unused.json"))
+    engine = Engine(step)
+    plain.attach(engine)
+    engine.run([0], max_epochs=1, epoch_length=1)
+    assert torch.equal(torch.load(final, weights_only=True)["weight"], policy.weight)
+
+
+def test_finetune_job_with_held_out_masks_and_anchor(tiny, tiny_demo, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(tiny["model_dir"], models)
+    job = {
+        **tiny,
+        "model_dir": str(models),
+        "run_dir": str(tmp_path / "runs"),
+        "max_epochs": 1,
+        "reward_iterations_per_epoch": 1,
+        "reward_masks_per_iteration": 1,
+        "reward_samples_per_mask": 2,
+        "reward_val_masks": 1,
+        "reward_anchor_weight": 10.0,
+    }
+    run_bundle([*REWARD, "finetune_reward.json"], job)
+    record = json.load(open(tmp_path / "runs" / "reward" / "reward_validation.json"))["history"]
+    assert [i for i, _, _ in record] == [0, 1] and not record[0][2]
+    assert record[1][2] == (record[1][1] > record[0][1])
+    assert (models / "volume_reward.pt").is_file() == record[1][2]
+    curves = json.load(open(tmp_path / "runs" / "reward" / "reward_curves.json"))
+    assert curves["drift"] and curves["drift"][0][1] > 0
+    held_out = read_datalist(tiny_demo, ["training"])["training"][-1]["id"]
+    parser = parser_with(job, REWARD + ("finetune_reward.json",))
+    assert held_out not in [c["id"] for c in parser.get_parsed_content("reward_cases")]
+    assert [c["id"] for c in parser.get_parsed_content("reward_val_cases")] == [held_out]
+
+
 def test_critic_finetune_and_study_jobs_end_to_end_with_resumption(tiny, tiny_demo, tmp_path):
     run_bundle([*REWARD, "train_critic.json"], {**tiny, "critic": "volume", "max_epochs": 1, "critic_limit": 2})
     models, runs = tiny["model_dir"], tiny["run_dir"]
@@ -172,6 +262,7 @@ def test_critic_finetune_and_study_jobs_end_to_end_with_resumption(tiny, tiny_de
         "reward_iterations_per_epoch": 1,
         "reward_masks_per_iteration": 1,
         "reward_samples_per_mask": 2,
+        "reward_val_masks": 0,  # no held-out masks: the final weights are written (the keeper has its own tests)
     }
     run_bundle([*REWARD, "finetune_reward.json"], job)
     weights = f"{models}/volume_reward.pt"

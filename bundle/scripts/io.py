@@ -101,6 +101,13 @@ def save_json(obj: Any, path: str, overwrite: bool = False) -> str:
     return _atomic_write(path, overwrite, ".json", write)
 
 
+def save_weights(state: dict, path: str, overwrite: bool = False) -> str:
+    """``torch.save`` of a state dict, written atomically (a reader never sees half a weight file)."""
+    import torch
+
+    return _atomic_write(path, overwrite, ".pt", lambda tmp: torch.save(state, tmp))
+
+
 def save_text(text: str, path: str, overwrite: bool = False) -> str:
     """Write a text file (a Markdown report) atomically."""
 

@@ -8,6 +8,9 @@ every recorded step's log-probability under the new weights against the one unde
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import time
 
 import numpy as np
@@ -16,8 +19,10 @@ from tqdm import tqdm
 
 from ..data.datalist import read_datalist
 from ..errors import Gem3dInputError
-from ..io import save_json
+from ..io import new_figure, save_figure, save_json, save_weights
 from ..sampling.synthesize import delivered
+
+logger = logging.getLogger(__name__)
 
 
 def mask_advantages(rewards: torch.Tensor, groups, eps: float = 1e-6) -> torch.Tensor:
@@ -67,6 +72,7 @@ class RewardFineTuner:
         updates_per_iteration: int = 2,
         max_grad_norm: float = 1.0,
         informed: dict | list | None = None,
+        anchor_weight: float = 0.0,
         seed: int = 0,
     ):
         if int(samples_per_mask) < 2:
@@ -83,10 +89,21 @@ class RewardFineTuner:
         specs = list(informed) if isinstance(informed, (list, tuple)) else [informed]
         self.informed = [{**synthesizer.informed, **spec} if spec else None for spec in specs]
         self.seed = int(seed)
+        # the weights at the start (stage 2): the anchor penalty pulls toward them at every update, so drift that a
+        # noisy policy gradient builds up over iterations is bounded (the per-update ratio clip cannot see it)
+        if float(anchor_weight) < 0:
+            raise Gem3dInputError(f"anchor_weight must be >= 0, got {anchor_weight}")
+        self.anchor_weight = float(anchor_weight)
+        self.anchor = [p.detach().clone() for p in self.params]
+        self.anchor_norm2 = float(sum(a.pow(2).sum() for a in self.anchor)) or 1.0
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def drift(self) -> torch.Tensor:
+        """Squared distance of the trainable weights from the starting ones, relative to the starting norm."""
+        return sum((p - a).pow(2).sum() for p, a in zip(self.params, self.anchor)) / self.anchor_norm2
 
     def rollout(self, item: dict, seed: int, informed: dict | None = None) -> tuple[list, dict]:
         """One whole volume for one mask: its recorded steps and its reward (with the reward's parts); ``informed``
@@ -142,6 +159,8 @@ class RewardFineTuner:
                 losses.append(float(loss.detach()))
                 kls.append(s["approx_kl"])
                 clips.append(s["clip_fraction"])
+            if self.anchor_weight > 0:
+                (self.anchor_weight * self.drift()).backward()
             norms.append(float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)))
             self.optimizer.step()
         return {
@@ -149,19 +168,26 @@ class RewardFineTuner:
             "approx_kl": float(np.mean(kls)),
             "clip_fraction": float(np.mean(clips)),
             "grad_norm": float(np.mean(norms)),
+            "drift": float(self.drift().detach()) ** 0.5,  # relative distance from the start, after the updates
         }
 
 
-def score_rollouts(tuner: RewardFineTuner, datalist: str, section: str, repeats: int, output: str, seed: int = 0):
-    """The reward (and its parts) of the window weights in use on fixed masks and seeds: every mask of a datalist
-    section ``repeats`` times with the rollout sampler, the same draws for any weights, so that two weight files are
-    compared on equal terms. Writes and returns {"mean": {part: value}, "per_volume": [...]}."""
-    items = read_datalist(datalist, (section,))[section]
+def fixed_rollout_scores(tuner: RewardFineTuner, items: list[dict], repeats: int, seed: int) -> list[dict]:
+    """The reward parts of every item ``repeats`` times with the rollout sampler under fixed seeds: the same draws for
+    any weights, so that two weight files (or two iterations) are compared on equal terms. The items take the tuner's
+    informed-slice specs in turn, as the masks of a fine-tuning iteration do."""
     jobs = [(r, i, item) for r in range(int(repeats)) for i, item in enumerate(items)]
     rows = []
     for r, i, item in tqdm(jobs, desc=f"scoring {tuner.synth.window_weights} rollouts", unit="volume"):
-        _, scores = tuner.rollout(item, seed + r * len(items) + i)
+        _, scores = tuner.rollout(item, seed + r * len(items) + i, tuner.informed[i % len(tuner.informed)])
         rows.append({"case": item["id"], "repeat": r, **scores})
+    return rows
+
+
+def score_rollouts(tuner: RewardFineTuner, datalist: str, section: str, repeats: int, output: str, seed: int = 0):
+    """The reward (and its parts) of the window weights in use on every mask of a datalist section, ``repeats`` times
+    (``fixed_rollout_scores``). Writes and returns {"mean": {part: value}, "per_volume": [...]}."""
+    rows = fixed_rollout_scores(tuner, read_datalist(datalist, (section,))[section], repeats, seed)
     parts = [k for k in rows[0] if k not in ("case", "repeat")]
     result = {
         "window_weights": tuner.synth.window_weights,
@@ -170,3 +196,93 @@ def score_rollouts(tuner: RewardFineTuner, datalist: str, section: str, repeats:
     }
     save_json(result, output, overwrite=True)
     return result
+
+
+class BestRewardKeeper:
+    """Writes the policy's weights only when its mean reward on fixed held-out masks and seeds beats every earlier
+    check, the starting (stage-2) weights included: a run whose policy only drifts writes nothing, and the weights
+    already in place stay. Checks every ``interval`` iterations and at the end; the history (and with it a resumed
+    run's best) lives in ``history_file``, with a PNG beside it. Without held-out masks it writes the final weights."""
+
+    def __init__(
+        self,
+        tuner: RewardFineTuner,
+        items: list[dict],
+        policy,
+        weights_file: str,
+        history_file: str,
+        interval: int = 4,
+        repeats: int = 1,
+        seed: int = 0,
+    ):
+        self.tuner, self.items, self.policy = tuner, list(items), policy
+        self.weights_file, self.history_file = weights_file, history_file
+        self.interval, self.repeats, self.seed = int(interval), int(repeats), int(seed)
+        self.history: list[list] = []  # [iteration, mean reward, kept]
+
+    def attach(self, engine) -> None:
+        """Attach after the checkpoint loader, so that a resumed run does not score the loaded weights as the start."""
+        from ignite.engine import Events
+
+        if not self.items:
+            engine.add_event_handler(Events.COMPLETED, lambda _: self.save())
+            return
+        engine.add_event_handler(Events.STARTED, self.start)
+        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.check)
+        engine.add_event_handler(Events.COMPLETED, self.check_last)
+
+    def save(self) -> None:
+        save_weights({k: v.detach().cpu() for k, v in self.policy.state_dict().items()}, self.weights_file, True)
+
+    @property
+    def best(self) -> float:
+        return max(r for _, r, _ in self.history)
+
+    def score(self) -> float:
+        rows = fixed_rollout_scores(self.tuner, self.items, self.repeats, self.seed)
+        return float(np.mean([row["reward"] for row in rows]))
+
+    def start(self, engine) -> None:
+        if os.path.isfile(self.history_file):
+            with open(self.history_file) as f:
+                self.history = [list(r) for r in json.load(f)["history"]]
+        if not self.history:
+            self.history.append([0, self.score(), False])  # the starting weights: the bar to beat
+            self.write()
+
+    def check(self, engine) -> None:
+        it = int(engine.state.iteration)
+        if any(i == it for i, _, _ in self.history):
+            return
+        value = self.score()
+        kept = value > self.best
+        if kept:
+            self.save()
+        logger.info(
+            f"held-out reward at iteration {it}: {value:.4f} (best {max(value, self.best):.4f})"
+            + (f", weights written to {self.weights_file}" if kept else ", weights not kept")
+        )
+        self.history.append([it, value, kept])
+        self.write()
+
+    def check_last(self, engine) -> None:
+        self.check(engine)
+        if not any(kept for _, _, kept in self.history):
+            logger.warning(
+                f"no iteration beat the starting weights on the held-out reward; {self.weights_file} was not written"
+            )
+
+    def write(self) -> None:
+        save_json({"history": self.history, "weights_file": self.weights_file}, self.history_file, overwrite=True)
+        arr = np.asarray([[i, r] for i, r, _ in self.history], dtype=float)
+        fig, ax = new_figure(figsize=(5, 3.2))
+        ax.plot(arr[:, 0], arr[:, 1], marker="o")
+        kept = [(i, r) for i, r, k in self.history if k]
+        if kept:
+            ax.scatter(*zip(*kept), color="tab:green", zorder=3, label="weights kept")
+            ax.legend()
+        ax.axhline(self.history[0][1], color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("iteration")
+        ax.set_title("held-out reward (fixed masks and seeds)")
+        fig.tight_layout()
+        save_figure(fig, os.path.splitext(self.history_file)[0] + ".png", overwrite=True)
