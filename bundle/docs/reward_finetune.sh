@@ -12,8 +12,15 @@ $B "[$R,'bundle/configs/train_critic.json']" --critic planes
 $B "[$R,'bundle/configs/train_critic.json']" --critic volume --max_epochs 30 --batch_size 4
 # 2. the reward on fixed test masks and seeds before fine-tuning
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights stage2
-# 3. PPO (resumable: run again to continue; bundle/runs/reward holds the curves and TensorBoard logs)
-$B "[$R,'bundle/configs/finetune_reward.json']" --reward_lr 0.0002
+# 3. PPO as shipped in 0.9.0, before the weight anchor and the held-out keeper existed (both off here): 12 iterations
+#    at lr 2e-4, then resumed to 28 at lr 1e-3, clip 5e-4 (resumable; bundle/runs/reward holds the curves and logs)
+$B "[$R,'bundle/configs/finetune_reward.json']" --reward_lr 0.0002 --max_epochs 3 --reward_anchor_weight 0 --reward_val_masks 0
+$B "[$R,'bundle/configs/finetune_reward.json']" --reward_lr 0.001 --reward_clip_range 0.0005 --max_epochs 7 --reward_anchor_weight 0 --reward_val_masks 0
+# 3b. the third run (0.12.0 defaults: anchor 50, 4 held-out masks; BENCHMARKS "Third run"): nothing beat stage 2, so nothing was written
+$B "[$R,'bundle/configs/finetune_reward.json']" --stage reward_anchor --reward_weights_file volume_reward_anchor.pt \
+  --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" \
+  --reward_lr 0.001 --reward_clip_range 0.0005 --reward_masks_per_iteration 4 --reward_samples_per_mask 4 \
+  --reward_iterations_per_epoch 2 --max_epochs 4
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
