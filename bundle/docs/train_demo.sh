@@ -12,10 +12,14 @@ OMP_NUM_THREADS=1 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train
 OMP_NUM_THREADS=1 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_informed.json']" &
 wait
 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_window.json','$C/train_volume.json']"
-# volumetric tuning continued from those weights (10 more epochs); the last epoch's EMA weights are shipped as volume.pt
+# volumetric tuning continued from those weights (10 more epochs); the last epoch's EMA weights were volume.pt until 0.11.0
 $RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_window.json','$C/train_volume.json']" \
     --stage volume_long --stage1_weights bundle/models/volume.pt --max_epochs 10
 $PY -c "import torch; torch.save(torch.load('bundle/runs/volume_long/checkpoint_final.pt', weights_only=False)['ema'], 'bundle/models/volume.pt')"
+# ...and 3,000 more with the through-plane loss (bundle 0.12.0; BENCHMARKS "Sixth remedy"): the shipped stage 2
+$RUN "['$C/inference.json','$C/train_diffusion.json','$C/train_window.json','$C/train_volume.json']" \
+    --stage volume_tp4 --stage1_weights bundle/models/volume.pt --max_epochs 6 --through_plane_weight 4.0
+$PY -c "import torch; torch.save(torch.load('bundle/runs/volume_tp4/checkpoint_final.pt', weights_only=False)['ema'], 'bundle/models/volume.pt')"
 # decoder fine-tuning, four rounds (each a cosine learning-rate cycle from the previous round's weights; later rounds
 # weight SSIM more); round 2 was stopped after 7 of its 24 epochs
 $RUN "['$C/inference.json','$C/train_autoencoder.json','$C/finetune_decoder.json']"
