@@ -121,7 +121,9 @@ def test_through_plane_loss_costs_flicker_not_shared_error():
         assert torch.equal(ThroughPlaneLoss(0.0)(pred, target), plain(pred, target))
     loss = ThroughPlaneLoss(2.0)
     torch.testing.assert_close(loss(shared, target), plain(shared, target))  # no slice-to-slice change: MSE alone
-    by_hand = plain(flicker, target) + 2.0 * ((flicker - target)[:, :, 1:] - (flicker - target)[:, :, :-1]).pow(2).mean()
+    by_hand = (
+        plain(flicker, target) + 2.0 * ((flicker - target)[:, :, 1:] - (flicker - target)[:, :, :-1]).pow(2).mean()
+    )
     torch.testing.assert_close(loss(flicker, target), by_hand)
     assert loss(flicker, target) > 4.0 * plain(flicker, target)  # 1 + 2 x 2 var for independent errors
     with pytest.raises(ValueError, match="windows"):
@@ -145,7 +147,9 @@ def test_training_noise_can_follow_the_samplers_slice_correlation():
         assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item() - rho) < 0.02
         assert abs(noise.std().item() - 1.0) < 0.02  # every slice stays N(0, I)
     with pytest.raises(ValueError, match="windows"):
-        ConditionedVPredictionBatch(scheduler, 1000, "condition", noise_correlation=0.7).get_noise(torch.zeros(2, 4, 8, 8))
+        ConditionedVPredictionBatch(scheduler, 1000, "condition", noise_correlation=0.7).get_noise(
+            torch.zeros(2, 4, 8, 8)
+        )
 
 
 def test_stage2_with_through_plane_loss_and_correlated_noise_trains_only_its_layers(stage_dirs, tmp_path):

@@ -14,8 +14,8 @@ $B "['bundle/configs/inference.json','bundle/configs/enhance.json']" --repeats 1
 # 4. the study: four backbones pretrained, then scratch / each backbone x frozen / fine-tuned x 10% / 100% labels x 3 seeds
 $B "['bundle/configs/inference.json','bundle/configs/train_segmenter.json','bundle/configs/pretrain_study.json']" \
   --max_epochs 16 --val_interval 16
-# 5. ten times the pretraining budget (BENCHMARKS "Ten times the pretraining budget"): restorative, plain and guided diffusion, frozen probe, 10% labels
+# 5. ten times the pretraining budget (BENCHMARKS "Ten times the pretraining budget"): restorative, plain and guided diffusion, frozen probe and fine-tuned, 10% labels
 $B "['bundle/configs/inference.json','bundle/configs/train_segmenter.json','bundle/configs/pretrain_study.json']" \
   --max_epochs 16 --val_interval 16 --pretrain_dir bundle/eval/pretraining_long --pretrain_epochs 200 \
-  --study_protocols "['frozen']" --label_fractions "[0.1]" \
+  --study_protocols "['frozen', 'finetune']" --label_fractions "[0.1]" \
   --pretrain_variants '{"restorative": {"pretext": "restorative"}, "diffusion": {"pretext": "diffusion"}, "diffusion_coordinates": {"pretext": "diffusion_coordinates"}}'
