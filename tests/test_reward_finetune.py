@@ -245,6 +245,18 @@ def test_finetune_job_with_held_out_masks_and_anchor(tiny, tiny_demo, tmp_path):
     assert (models / "volume_reward.pt").is_file() == record[1][2]
     curves = json.load(open(tmp_path / "runs" / "reward" / "reward_curves.json"))
     assert curves["drift"] and curves["drift"][0][1] > 0
+    # the anchor travels with the checkpoints: a resumed run keeps the weights it started from, even when the
+    # stage-2 file changed in between
+    start = torch.load(models / "volume.pt", weights_only=True)
+    changed = {k: v + 0.5 if k.startswith("temporal.") and v.is_floating_point() else v for k, v in start.items()}
+    torch.save(changed, models / "volume.pt")
+    run_bundle([*REWARD, "finetune_reward.json"], {**job, "max_epochs": 2})
+    ckpt = torch.load(tmp_path / "runs" / "reward" / "checkpoint_final.pt", weights_only=False)
+    policy = parser_with(job, REWARD + ("finetune_reward.json",)).get_parsed_content("policy")
+    trainable = [n for n, _ in policy.named_parameters() if n.startswith("temporal.")]  # freeze_spatial's order
+    assert len(ckpt["fine_tuner"]["anchor"]) == len(trainable)
+    for name, anchor in zip(trainable, ckpt["fine_tuner"]["anchor"]):
+        assert torch.equal(anchor, start[name]), name
     held_out = read_datalist(tiny_demo, ["training"])["training"][-1]["id"]
     parser = parser_with(job, REWARD + ("finetune_reward.json",))
     assert held_out not in [c["id"] for c in parser.get_parsed_content("reward_cases")]

@@ -101,6 +101,18 @@ class RewardFineTuner:
     def params(self) -> list[torch.nn.Parameter]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
+    def state_dict(self) -> dict:
+        """The anchor, saved with the run's checkpoints: a resumed run keeps pulling toward the weights it started
+        from, even if the stage-2 file has changed since."""
+        return {"anchor": [a.clone() for a in self.anchor]}
+
+    def load_state_dict(self, state: dict) -> None:
+        anchor = state["anchor"]
+        if [a.shape for a in anchor] != [p.shape for p in self.params]:
+            raise Gem3dInputError("the checkpoint's anchor does not match the trainable parameters of this policy")
+        self.anchor = [a.to(p.device, p.dtype) for a, p in zip(anchor, self.params)]
+        self.anchor_norm2 = float(sum(a.pow(2).sum() for a in self.anchor)) or 1.0
+
     def drift(self) -> torch.Tensor:
         """Squared distance of the trainable weights from the starting ones, relative to the starting norm."""
         return sum((p - a).pow(2).sum() for p, a in zip(self.params, self.anchor)) / self.anchor_norm2
