@@ -101,11 +101,11 @@ def save_json(obj: Any, path: str, overwrite: bool = False) -> str:
     return _atomic_write(path, overwrite, ".json", write)
 
 
-def save_weights(state: dict, path: str, overwrite: bool = False) -> str:
-    """``torch.save`` of a state dict, written atomically (a reader never sees half a weight file)."""
+def save_torch(obj: Any, path: str, overwrite: bool = False) -> str:
+    """``torch.save`` of weights or a cache, written atomically (a reader never sees half a file)."""
     import torch
 
-    return _atomic_write(path, overwrite, ".pt", lambda tmp: torch.save(state, tmp))
+    return _atomic_write(path, overwrite, ".pt", lambda tmp: torch.save(obj, tmp))
 
 
 def save_text(text: str, path: str, overwrite: bool = False) -> str:

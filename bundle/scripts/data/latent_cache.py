@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import Gem3dInputError
-from ..io import save_json
+from ..io import save_json, save_torch
 from ..networks.latents import encode_slices
 from ..networks.weights import load_weights
 from .conditioning import mask_to_latent_grid
@@ -55,9 +55,7 @@ def cached(parts: list, cache_dir: str, prefix: str, build) -> dict:
     if os.path.isfile(path):
         return torch.load(path, map_location="cpu", weights_only=False)
     cache = build()
-    os.makedirs(cache_dir, exist_ok=True)
-    torch.save(cache, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    save_torch(cache, path, overwrite=True)
     return cache
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..data.datalist import read_datalist
 from ..errors import Gem3dInputError
-from ..io import new_figure, save_figure, save_json, save_weights
+from ..io import new_figure, save_figure, save_json, save_torch
 from ..sampling.synthesize import delivered
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ class RewardFineTuner:
         if float(anchor_weight) < 0:
             raise Gem3dInputError(f"anchor_weight must be >= 0, got {anchor_weight}")
         self.anchor_weight = float(anchor_weight)
-        self.anchor = [p.detach().clone() for p in self.params]
-        self.anchor_norm2 = float(sum(a.pow(2).sum() for a in self.anchor)) or 1.0
+        self.set_anchor([p.detach().clone() for p in self.params])
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
@@ -110,8 +109,12 @@ class RewardFineTuner:
         anchor = state["anchor"]
         if [a.shape for a in anchor] != [p.shape for p in self.params]:
             raise Gem3dInputError("the checkpoint's anchor does not match the trainable parameters of this policy")
-        self.anchor = [a.to(p.device, p.dtype) for a, p in zip(anchor, self.params)]
-        self.anchor_norm2 = float(sum(a.pow(2).sum() for a in self.anchor)) or 1.0
+        self.set_anchor([a.to(p.device, p.dtype) for a, p in zip(anchor, self.params)])
+
+    def set_anchor(self, anchor: list[torch.Tensor]) -> None:
+        """The weights the penalty pulls toward, with their squared norm (the drift's scale)."""
+        self.anchor = anchor
+        self.anchor_norm2 = float(sum(a.pow(2).sum() for a in anchor)) or 1.0
 
     def drift(self) -> torch.Tensor:
         """Squared distance of the trainable weights from the starting ones, relative to the starting norm."""
@@ -244,7 +247,7 @@ class BestRewardKeeper:
         engine.add_event_handler(Events.COMPLETED, self.check_last)
 
     def save(self) -> None:
-        save_weights({k: v.detach().cpu() for k, v in self.policy.state_dict().items()}, self.weights_file, True)
+        save_torch({k: v.detach().cpu() for k, v in self.policy.state_dict().items()}, self.weights_file, True)
 
     @property
     def best(self) -> float:
