@@ -15,6 +15,7 @@ from ignite.engine import Engine, Events
 from scripts.data.datalist import read_datalist
 from scripts.data.demo_phantom import build_demo_dataset
 from scripts.errors import Gem3dInputError
+from scripts.networks.layer_gains import folded_state_dict, reward_parameters
 from scripts.reward.ppo import BestRewardKeeper, clipped_objective, mask_advantages, score_rollouts
 from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
 from scripts.sampling.rollout import RolloutSampler
@@ -131,6 +132,38 @@ def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo, tmp_pa
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and changed <= {k for k in before if k.startswith("temporal.")}
     assert any(k.startswith("temporal.") for k in changed)
+
+
+def test_layer_gains_start_at_stage2_train_alone_and_fold_into_its_keys(tiny, tiny_demo):
+    job = REWARD + ("finetune_reward.json",)
+    plain = parser_with(tiny, job).get_parsed_content("policy")
+    overrides = {**tiny, "reward_trainable": "gains", "reward_masks_per_iteration": 1, "reward_samples_per_mask": 2}
+    parser = parser_with(overrides, job)
+    policy, tuner = parser.get_parsed_content("policy"), parser.get_parsed_content("fine_tuner")
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    assert trainable == [f"temporal.{name}.gain" for name in policy.temporal] and len(tuner.params) == len(trainable)
+    x, t = torch.randn(1, policy.unet.in_channels, 4, 8, 8), torch.tensor([500])
+    with torch.no_grad():
+        stage2 = plain(x, t)
+        # every gain 1: stage 2 (to rounding: oneDNN may pick another kernel for a network built a second time)
+        torch.testing.assert_close(policy(x, t), stage2, rtol=1e-5, atol=1e-6)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    engine = Engine(tuner)
+    engine.state.iteration = 1
+    tuner(engine, [read_datalist(tiny_demo, ["training"])["training"][0]])
+    changed = {k for k in before if not torch.equal(before[k], policy.state_dict()[k])}
+    assert changed and all(k.endswith(".gain") for k in changed)  # one PPO update moves the gains only
+    with torch.no_grad():
+        for k, gain in enumerate(tuner.params):
+            gain.fill_(0.5 + 0.1 * k)
+        tuned = policy(x, t)
+        assert not torch.allclose(tuned, stage2)
+        state = folded_state_dict(policy)
+        assert set(state) == set(plain.state_dict())  # the written file has stage 2's keys
+        plain.load_state_dict(state)
+        torch.testing.assert_close(plain(x, t), tuned, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="reward_trainable"):
+        reward_parameters(policy, "everything")
 
 
 def test_masks_of_an_iteration_take_the_informed_modes_in_turn(tiny, tiny_demo):

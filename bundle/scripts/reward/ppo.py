@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..data.datalist import read_datalist
 from ..errors import Gem3dInputError
 from ..io import new_figure, save_figure, save_json, save_torch
+from ..networks.layer_gains import folded_state_dict
 from ..sampling.synthesize import delivered
 
 logger = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ class BestRewardKeeper:
         engine.add_event_handler(Events.COMPLETED, self.check_last)
 
     def save(self) -> None:
-        save_torch({k: v.detach().cpu() for k, v in self.policy.state_dict().items()}, self.weights_file, True)
+        save_torch(folded_state_dict(self.policy), self.weights_file, True)  # layer gains, if any, folded in
 
     @property
     def best(self) -> float:
