@@ -12,7 +12,7 @@ from scripts.data.ct_phantom import ABDOMEN_CT, make_ct_patient
 from scripts.data.label_set import BRATS, LabelSet, from_datalist, label_set
 from scripts.data.mask_augment import AugmentSettings, augment_mask
 from scripts.errors import Gem3dInputError
-from scripts.preview import _centre
+from scripts.preview import _centre, save_comparison, zoom_box
 from tiny_model import TINY_OVERRIDES
 
 
@@ -59,6 +59,16 @@ def test_preview_centres_on_the_focus_labels():
     assert _centre(mask, mask.shape, BRATS.focus) == (2, 2, 2)  # the lesion, not the anatomy label
     assert _centre(mask, mask.shape, (1,)) == (16, 16, 16)
     assert _centre(np.zeros_like(mask), mask.shape, (1,)) == (10, 10, 10)
+
+
+def test_zoomed_comparison_crops_around_the_focus(tmp_path):
+    box, inner = zoom_box((64, 64, 48), (60, 30, 2), 4)
+    assert box == (slice(48, 64), slice(22, 38), slice(0, 12)) and inner == (12, 8, 2)  # moved inside the volume
+    assert zoom_box((64, 64, 48), (30, 30, 20), 1)[0] == (slice(0, 64), slice(0, 64), slice(0, 48))
+    image, mask = np.random.default_rng(0).random((32, 32, 32)), np.zeros((32, 32, 32), np.int16)
+    mask[20:24, 20:24, 20:24] = 2
+    path = save_comparison(str(tmp_path / "zoom.png"), [("a", image, mask), ("b", image * 0.5, None)], zoom=4)
+    assert os.path.getsize(path) > 0
 
 
 def test_ct_phantom_is_labelled_in_hounsfield_units():

@@ -66,15 +66,31 @@ def triplanar_figure(image, mask=None, title: str = "", centre=None, spacing=(1.
     return fig
 
 
-def save_comparison(path: str, rows: list, title: str = "", affine=None, focus=None, overwrite=False) -> str:
+def zoom_box(shape, centre, zoom: float) -> tuple[tuple[slice, ...], tuple[int, int, int]]:
+    """The box of 1/``zoom`` of every axis around ``centre`` (moved inside the volume) and the centre within it."""
+    box, inner = [], []
+    for size, c in zip(shape, centre):
+        width = max(1, int(round(size / float(zoom))))
+        start = int(np.clip(c - width // 2, 0, size - width))
+        box.append(slice(start, start + width))
+        inner.append(int(c) - start)
+    return tuple(box), tuple(inner)
+
+
+def save_comparison(
+    path: str, rows: list, title: str = "", affine=None, focus=None, overwrite=False, zoom: float = 1.0
+) -> str:
     """One row of axial, coronal and sagittal planes per ``(label, image, mask)`` of ``rows``, all through the same
-    point (the first mask's ``focus`` labels): two generators' images for one mask, side by side."""
+    point (the first mask's ``focus`` labels): two generators' images for one mask, side by side. ``zoom`` > 1 shows
+    1/zoom of every axis around that point, where slice-to-slice banding is seen voxel by voxel."""
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0) if affine is not None else (1.0, 1.0, 1.0)
     first = np.asarray(rows[0][1])
     centre = _centre(rows[0][2], first.shape, focus)
+    box, centre = zoom_box(first.shape, centre, zoom)
     fig, axes = new_figure(len(rows), 3, figsize=(9, 3.2 * len(rows)), squeeze=False)
     for ax_row, (label, image, mask) in zip(axes, rows):
-        _draw_row(ax_row, np.asarray(image, np.float32), mask, centre, _aspects(spacing), None, label)
+        mask = np.asarray(mask)[box] if mask is not None else None
+        _draw_row(ax_row, np.asarray(image, np.float32)[box], mask, centre, _aspects(spacing), None, label)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
