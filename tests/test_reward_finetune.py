@@ -15,7 +15,7 @@ from ignite.engine import Engine, Events
 from scripts.data.datalist import read_datalist
 from scripts.data.demo_phantom import build_demo_dataset
 from scripts.errors import Gem3dInputError
-from scripts.networks.layer_gains import folded_state_dict, reward_parameters
+from scripts.networks.layer_gains import folded_state_dict, reward_parameters, set_gains
 from scripts.reward.ppo import BestRewardKeeper, clipped_objective, mask_advantages, score_rollouts
 from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
 from scripts.sampling.rollout import RolloutSampler
@@ -164,6 +164,10 @@ def test_layer_gains_start_at_stage2_train_alone_and_fold_into_its_keys(tiny, ti
         torch.testing.assert_close(plain(x, t), tuned, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="reward_trainable"):
         reward_parameters(policy, "everything")
+    set_gains(policy, 0.0)  # no pseudo-3D contribution: the folded output maps are zero
+    state = folded_state_dict(policy)
+    outputs = [k for k in state if k.startswith("temporal.") and (".conv." in k or ".out_proj." in k)]
+    assert len(outputs) == 2 * len(policy.temporal) and not any(state[k].any() for k in outputs)
 
 
 def test_masks_of_an_iteration_take_the_informed_modes_in_turn(tiny, tiny_demo):

@@ -21,6 +21,20 @@ $B "[$R,'bundle/configs/finetune_reward.json']" --stage reward_anchor --reward_w
   --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" \
   --reward_lr 0.001 --reward_clip_range 0.0005 --reward_masks_per_iteration 4 --reward_samples_per_mask 4 \
   --reward_iterations_per_epoch 2 --max_epochs 4
+# 3c. the fourth run (0.13.0): the same reward and modes, one output gain per pseudo-3D layer as the policy (18 numbers;
+#     BENCHMARKS "Fourth run"), lr 1e-2, anchor 10, 10 iterations; then its fixed-seed rewards and evaluation rows
+$B "[$R,'bundle/configs/finetune_reward.json']" --stage reward_gains --reward_trainable gains --reward_weights_file volume_reward_gains.pt \
+  --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" \
+  --reward_lr 0.01 --reward_clip_range 0.0005 --reward_anchor_weight 10 --reward_masks_per_iteration 4 --reward_samples_per_mask 4 \
+  --reward_iterations_per_epoch 2 --max_epochs 5
+for W in "--window_weights stage2 --reward_eval_file bundle/eval/reward/gains_stage2.json" \
+         "--window_file bundle/models/volume_reward_gains.pt --reward_eval_file bundle/eval/reward/gains_tuned.json"; do
+  $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" $W \
+    --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]"
+done
+$B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_dir bundle/eval/reward_gains_eval \
+  --eval_networks#reward#file bundle/models/volume_reward_gains.pt \
+  --eval_rows "{'gains_true': {'informed': {'mode': 'true'}, 'network': 'reward'}, 'gains_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}}"
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after

@@ -53,6 +53,16 @@ def attach_gains(model: nn.Module) -> list[nn.Parameter]:
     return gains
 
 
+def set_gains(model: nn.Module, value: float) -> list[nn.Parameter]:
+    """Scale every pseudo-3D layer's output by ``value`` (0: stage 1's function, 1: stage 2's), attaching gains where
+    there are none: how much volumetric tuning a reward prefers, measured without training."""
+    gains = attach_gains(model)
+    with torch.no_grad():
+        for gain in gains:
+            gain.fill_(float(value))
+    return gains
+
+
 def folded_state_dict(model: nn.Module) -> dict:
     """``model``'s weights (detached, on the CPU) with every layer gain multiplied into its layer's output map and
     dropped: the same function under stage 2's keys. A model without gains gives its plain state dict."""
