@@ -180,12 +180,12 @@ def test_pretrain_study_end_to_end(tiny, coords_demo, tmp_path):
             "samples_per_epoch": 2,
             "val_interval": 1,
             "seg_patch": [16, 16, 16],
-            "segmenter_init_filters": 4,  # the study's width reaches the pretraining and the segmenter runs
+            "segmenter_init_filters": 16,  # the study's width reaches the pretraining and the segmenter runs
         },
         timeout=900,
     )
     for weights in (out / "diffusion_coordinates.pt", out / "scratch_frozen_50pct" / "seed0" / "segmenter.pt"):
-        assert torch.load(weights, weights_only=True)["convInit.conv.weight"].shape[0] == 4
+        assert torch.load(weights, weights_only=True)["convInit.conv.weight"].shape[0] == 16
     summary = json.load(open(out / "downstream.json"))["summary"]
     assert set(summary) == {
         f"{i}_{p}_50pct" for i in ("scratch", "diffusion_coordinates") for p in ("frozen", "finetune")
