@@ -2,8 +2,10 @@
 
 A policy gradient estimated from a few dozen rollouts is mostly noise when it is spread over the millions of
 pseudo-3D weights (the second PPO run drifted 8% in norm on it). One scalar per pseudo-3D layer that scales the
-layer's residual output spans a policy of a few dozen dimensions, where the same rollouts carry a usable signal, and
-it can only re-weigh what volumetric tuning learnt, not unlearn it. At gain 1 the network is exactly stage 2.
+layer's residual output spans a policy of a few dozen dimensions, where the same rollouts carry more signal per
+dimension, and it can only re-weigh what volumetric tuning learnt, not unlearn it. At gain 1 the network is exactly
+stage 2. (Measured in BENCHMARKS "Fourth run": a consistent but small step; along the gains the fixed critics can be
+gamed.)
 
 Every layer's output ends in a linear map (the 1D convolution, the attention's output projection), so a gain folds
 into that map's weight and bias exactly: written weights keep stage 2's keys and load wherever stage 2 loads.
