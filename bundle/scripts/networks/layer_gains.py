@@ -19,11 +19,10 @@ from torch import nn
 from .pseudo3d import TemporalAttention, TemporalConv
 
 
-def _temporal_layers(model: nn.Module) -> tuple[nn.ModuleDict, str]:
+def _temporal_layers(model: nn.Module) -> tuple[nn.ModuleDict | None, str]:
+    """The pseudo-3D layers of a (possibly DDP-wrapped) window model, None without them, and the key prefix."""
     net = model.module if hasattr(model, "module") else model
-    if getattr(net, "temporal", None) is None:
-        raise ValueError("layer gains need a WindowUNet built with temporal=True")
-    return net.temporal, "module." if net is not model else ""
+    return getattr(net, "temporal", None), "module." if net is not model else ""
 
 
 def _output_map(layer: nn.Module) -> str:
@@ -42,6 +41,8 @@ def attach_gains(model: nn.Module) -> list[nn.Parameter]:
     """Freeze every weight of ``model`` and give each pseudo-3D layer a trainable output gain (1 at the start);
     returns the gains for the optimiser. Calling it again reuses the gains already attached."""
     layers, _ = _temporal_layers(model)
+    if layers is None:
+        raise ValueError("layer gains need a WindowUNet built with temporal=True")
     for p in model.parameters():
         p.requires_grad_(False)
     gains = []
@@ -69,11 +70,8 @@ def folded_state_dict(model: nn.Module) -> dict:
     """``model``'s weights (detached, on the CPU) with every layer gain multiplied into its layer's output map and
     dropped: the same function under stage 2's keys. A model without gains gives its plain state dict."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    net = model.module if hasattr(model, "module") else model
-    if getattr(net, "temporal", None) is None:
-        return state
     layers, prefix = _temporal_layers(model)
-    for name, layer in layers.items():
+    for name, layer in (layers or {}).items():
         gain = state.pop(f"{prefix}temporal.{name}.gain", None)
         if gain is None:
             continue
