@@ -360,6 +360,34 @@ def test_critic_finetune_and_study_jobs_end_to_end_with_resumption(tiny, tiny_de
     assert records and json.load(open(records[0]))["window_weights"] == "reward"
 
 
+def test_hardened_critic_sees_the_gained_volumes_and_leaves_the_window_model_as_it_was(tiny, tiny_demo, tmp_path):
+    from scripts.reward.critic_data import generated_family, generated_volumes
+
+    seed, informed = 0, {"mode": "true"}
+    job = {**tiny, "run_dir": str(tmp_path / "runs"), "seed": seed, "reward_informed": informed}
+    parser = parser_with(job, REWARD)
+    synth, sampler = parser.get_parsed_content("gem3d_synthesizer"), parser.get_parsed_content("rollout_sampler")
+    # generated where and as the critic job below generates its training side, so that the job reuses these caches
+    cache = parser.get_parsed_content("reward_cache_dir") + "/generated_training.npz"
+    family = generated_family(synth, sampler, tiny_demo, "training", cache, seed, 2, informed, [1.0, 2.0])
+    assert os.path.isfile(cache) and os.path.isfile(cache.replace(".npz", "_gain2.npz"))
+    assert len(family) == 4 and [v["id"].endswith("_gain2") for v in family] == [False, False, True, True]
+    assert not np.allclose(family[0]["image"], family[2]["image"])  # gain 2 changes the volume
+    # afterwards the window model is stage 2's function again: gain 1 generated anew reproduces the first volumes
+    again = generated_volumes(synth, sampler, tiny_demo, "training", str(tmp_path / "again.npz"), seed, 2, informed)
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(again, family[:2]))
+    # the job: the negatives at both gains, real inputs weighted by 2, the critic written to critic_dir only
+    job = {**job, "critic": "planes", "max_epochs": 1, "critic_limit": 2, "critic_fake_gains": [1.0, 2.0]}
+    job["critic_dir"] = str(tmp_path / "critics")
+    shipped = torch.load(f"{tiny['model_dir']}/critic_planes.pt", weights_only=True)
+    run_bundle([*REWARD, "train_critic.json"], job)
+    hardened = torch.load(str(tmp_path / "critics" / "critic_planes.pt"), weights_only=True)
+    assert any(not torch.equal(hardened[k], shipped[k]) for k in shipped)
+    untouched = torch.load(f"{tiny['model_dir']}/critic_planes.pt", weights_only=True)
+    assert all(torch.equal(v, untouched[k]) for k, v in shipped.items())
+    assert os.path.isfile(cache.replace("training", "test").replace(".npz", "_gain2.npz"))
+
+
 def test_critic_inputs_and_the_reward_mix(tmp_path):
     from scripts.reward.critic_data import critic_inputs
     from scripts.reward.rewards import MultiScaleReward

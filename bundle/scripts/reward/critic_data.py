@@ -20,42 +20,70 @@ from tqdm import tqdm
 from ..data.datalist import read_datalist
 from ..data.volume_dataset import load_sources
 from ..errors import Gem3dInputError
+from ..networks.layer_gains import set_gains
 from ..sampling.synthesize import delivered
 
 logger = logging.getLogger(__name__)
 
 
 def generated_volumes(
-    synth, sampler, datalist: str, section: str, cache_file: str, seed: int = 0, limit=None, informed=None
+    synth, sampler, datalist: str, section: str, cache_file: str, seed: int = 0, limit=None, informed=None, gain=None
 ):
     """Model-space volumes of every mask of a datalist section, generated with ``sampler`` and ``informed`` (the
-    rollouts' settings); cached in ``cache_file`` (.npz) so that both critics see the same ones. Returns
+    rollouts' settings), and with every pseudo-3D layer's output scaled by ``gain`` when one is given (a volume the
+    layer-gain policy can move to); cached in ``cache_file`` (.npz) so that both critics see the same ones. Returns
     [{"image": (1, S, S, Z), "id"}]."""
     items = read_datalist(datalist, (section,))[section]
     items = items[: int(limit)] if limit else items
     ids = [it["id"] for it in items]
-    # what made the volumes: a cache made otherwise (other weights, sampler or informed slices) is not reused
-    spec = json.dumps(
-        {"seed": int(seed), "informed": informed, "weights": synth.window_weights, "sampler": asdict(sampler.settings)},
-        sort_keys=True,
-    )
+    # what made the volumes: a cache made otherwise (other weights, sampler, informed slices or gain) is not reused
+    made_by = {"seed": int(seed), "informed": informed, "weights": synth.window_weights}
+    made_by = {**made_by, "sampler": asdict(sampler.settings), **({} if gain is None else {"gain": float(gain)})}
+    spec = json.dumps(made_by, sort_keys=True)
     if os.path.isfile(cache_file):
         with np.load(cache_file) as f:
             if "spec" in f.files and str(f["spec"]) == spec and list(f["ids"]) == ids:
                 return [{"image": f[f"v{i}"][None], "id": c} for i, c in enumerate(ids)]
         logger.info(f"{cache_file} holds other volumes; generating again")
     volumes = []
-    with synth.using_sampler(sampler):
-        for i, item in enumerate(tqdm(items, desc=f"generating {section} volumes for the critics", unit="volume")):
-            out = synth.generate_model_space(
-                item["label"], seed + i, item["id"], image_path=item.get("image"), informed=informed
-            )
-            volumes.append(delivered(out["image"], out["mask"], synth.zero_background))
+    net = synth.model.window_net
+    try:
+        if gain is not None:
+            set_gains(net, gain)
+        with synth.using_sampler(sampler):
+            desc = f"generating {section} volumes for the critics" + ("" if gain is None else f" (gain {gain:g})")
+            for i, item in enumerate(tqdm(items, desc=desc, unit="volume")):
+                out = synth.generate_model_space(
+                    item["label"], seed + i, item["id"], image_path=item.get("image"), informed=informed
+                )
+                volumes.append(delivered(out["image"], out["mask"], synth.zero_background))
+    finally:
+        if gain is not None:
+            set_gains(net, 1.0)  # the window model is shared with whatever runs next: back to its own function
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
     tmp = cache_file + ".tmp.npz"
     np.savez_compressed(tmp, ids=np.asarray(ids), spec=np.asarray(spec), **{f"v{i}": v for i, v in enumerate(volumes)})
     os.replace(tmp, cache_file)
     return [{"image": v[None], "id": c} for v, c in zip(volumes, ids)]
+
+
+def generated_family(
+    synth, sampler, datalist: str, section: str, cache_file: str, seed: int = 0, limit=None, informed=None, gains=None
+):
+    """``generated_volumes`` at every pseudo-3D gain of ``gains`` (None or [1]: the window model as it is), one cache
+    per gain beside ``cache_file``: the negatives of a critic hardened against the directions the layer-gain policy
+    can take (a critic that only ever saw gain 1 can reward any move away from it, BENCHMARKS "Fourth run")."""
+    out = []
+    for g in gains or [1.0]:
+        if float(g) == 1.0:
+            out += generated_volumes(synth, sampler, datalist, section, cache_file, seed, limit, informed)
+            continue
+        stem, ext = os.path.splitext(cache_file)
+        gained = generated_volumes(
+            synth, sampler, datalist, section, f"{stem}_gain{g:g}{ext}", seed, limit, informed, g
+        )
+        out += [{**v, "id": f"{v['id']}_gain{g:g}"} for v in gained]
+    return out
 
 
 def real_volumes(sources, grid, num_labels: int, modality: str = "mri", limit=None) -> list[dict]:
