@@ -16,6 +16,7 @@ from scripts.data.datalist import read_datalist
 from scripts.data.demo_phantom import build_demo_dataset
 from scripts.errors import Gem3dInputError
 from scripts.networks.layer_gains import folded_state_dict, reward_parameters, set_gains
+from scripts.reward.critic_data import real_volumes
 from scripts.reward.ppo import BestRewardKeeper, clipped_objective, mask_advantages, score_rollouts
 from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
 from scripts.sampling.rollout import RolloutSampler
@@ -123,6 +124,13 @@ def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo, tmp_pa
     again = score_rollouts(tuner, tiny_demo, "test", 1, str(tmp_path / "b.json"))
     assert first["mean"] == again["mean"] and len(first["per_volume"]) == 2
     assert json.load(open(tmp_path / "a.json"))["window_weights"] == "stage2"
+    # with the real test volumes as the reference: their reward under the same critics, the rollouts' unchanged
+    real = real_volumes([[tiny_demo, "test"]], *(parser.get_parsed_content(k) for k in ("model_grid", "num_labels")))
+    referenced = score_rollouts(tuner, tiny_demo, "test", 1, str(tmp_path / "c.json"), real=real)
+    direct = [tuner.reward(v["image"][0], v["label"][0]) for v in real]
+    assert referenced["mean"] == first["mean"] and len(real) == 2
+    assert referenced["real"] == pytest.approx({k: np.mean([d[k] for d in direct]) for k in direct[0]})
+    assert json.load(open(tmp_path / "c.json"))["real"] == pytest.approx(referenced["real"])
     engine = Engine(tuner)
     engine.state.iteration = 1
     out = tuner(engine, [item])

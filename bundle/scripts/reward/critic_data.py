@@ -87,7 +87,9 @@ def generated_family(
 
 
 def real_volumes(sources, grid, num_labels: int, modality: str = "mri", limit=None) -> list[dict]:
-    return [{"image": c["image"], "id": c["id"]} for c in load_sources(sources, grid, num_labels, modality, limit)]
+    """The real volumes of ``sources`` in model space: [{"image": (1, S, S, Z), "label": (1, S, S, Z), "id"}]."""
+    cases = load_sources(sources, grid, num_labels, modality, limit)
+    return [{"image": c["image"], "label": c["label"], "id": c["id"]} for c in cases]
 
 
 # what each critic scores: axial slices (2D, in-plane texture), coronal and sagittal planes (2D, through-plane

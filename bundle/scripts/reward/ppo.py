@@ -200,9 +200,13 @@ def fixed_rollout_scores(tuner: RewardFineTuner, items: list[dict], repeats: int
     return rows
 
 
-def score_rollouts(tuner: RewardFineTuner, datalist: str, section: str, repeats: int, output: str, seed: int = 0):
+def score_rollouts(
+    tuner: RewardFineTuner, datalist: str, section: str, repeats: int, output: str, seed: int = 0, real=None
+):
     """The reward (and its parts) of the window weights in use on every mask of a datalist section, ``repeats`` times
-    (``fixed_rollout_scores``). Writes and returns {"mean": {part: value}, "per_volume": [...]}."""
+    (``fixed_rollout_scores``). Writes and returns {"mean": {part: value}, "per_volume": [...]}, and with ``real``
+    (model-space volumes, ``critic_data.real_volumes``) "real": the same reward of those volumes, the reference a
+    generated volume's reward is read against (a reward can only be compared with itself, never across critics)."""
     rows = fixed_rollout_scores(tuner, read_datalist(datalist, (section,))[section], repeats, seed)
     parts = [k for k in rows[0] if k not in ("case", "repeat")]
     result = {
@@ -210,6 +214,9 @@ def score_rollouts(tuner: RewardFineTuner, datalist: str, section: str, repeats:
         "mean": {k: float(np.mean([row[k] for row in rows])) for k in parts},
         "per_volume": rows,
     }
+    if real:
+        scored = [tuner.reward(np.asarray(v["image"], np.float32)[0], np.asarray(v["label"])[0]) for v in real]
+        result["real"] = {k: float(np.mean([s[k] for s in scored])) for k in scored[0]}
     save_json(result, output, overwrite=True)
     return result
 
