@@ -36,21 +36,20 @@ $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_lim
   --eval_networks#reward#file bundle/models/volume_reward_gains.pt \
   --eval_rows "{'gains_true': {'informed': {'mode': 'true'}, 'network': 'reward'}, 'gains_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}}"
 # 3d. critics hardened against the gain directions (0.14.0; BENCHMARKS "Hardened critics"): negatives at pseudo-3D gains
-#     1, 1.5 and 2, written to runs/critics_hardened (the shipped critics stay); the reward along the gains under them;
-#     then the fourth run again with them (its weights file then moved to runs/reward_hardened)
-H=bundle/runs/critics_hardened
-for C in planes slice; do
-  $B "[$R,'bundle/configs/train_critic.json']" --critic $C --critic_fake_gains "[1.0, 1.5, 2.0]" --critic_dir $H --stage_dir "$H/critic_$C"
+#     1, 1.5, 2 (one-sided) and 0.5, 1, 1.5, 2 (two-sided), written to runs/ (the shipped critics stay); then the
+#     reward along the gains under each pair, with the real test volumes' reward as the reference
+for PAIR in "critics_hardened [1.0, 1.5, 2.0] hardened_sweep" "critics_two_sided [0.5, 1.0, 1.5, 2.0] two_sided_sweep"; do
+  DIR=${PAIR%% *}; NAME=${PAIR##* }; GAINS=${PAIR#* }; GAINS=${GAINS% *}  # first word, last word, the list between
+  for C in planes slice; do
+    $B "[$R,'bundle/configs/train_critic.json']" --critic $C --critic_fake_gains "$GAINS" --critic_dir "bundle/runs/$DIR" \
+      --stage_dir "bundle/runs/$DIR/critic_$C"
+  done
+  for G in 0.0 0.5 0.75 1.0 1.25 1.5 2.0; do
+    $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights stage2 --reward_eval_gain $G \
+      --critic_files#slice "bundle/runs/$DIR/critic_slice.pt" --critic_files#planes "bundle/runs/$DIR/critic_planes.pt" \
+      --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" --reward_eval_file "bundle/eval/reward/${NAME}_$G.json"
+  done
 done
-for G in 0.5 0.75 1.0 1.25 1.5 2.0; do
-  $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights stage2 --reward_eval_gain $G \
-    --critic_files#slice $H/critic_slice.pt --critic_files#planes $H/critic_planes.pt \
-    --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" --reward_eval_file bundle/eval/reward/hardened_sweep_$G.json
-done
-$B "[$R,'bundle/configs/finetune_reward.json']" --stage reward_hardened --reward_trainable gains --reward_weights_file volume_reward_hardened.pt \
-  --critic_files#planes $H/critic_planes.pt --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" \
-  --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" --reward_lr 0.01 --reward_clip_range 0.0005 --reward_anchor_weight 10 \
-  --reward_masks_per_iteration 4 --reward_samples_per_mask 4 --reward_iterations_per_epoch 2 --max_epochs 5
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
