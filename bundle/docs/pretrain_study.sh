@@ -19,12 +19,11 @@ $B "['bundle/configs/inference.json','bundle/configs/train_segmenter.json','bund
   --max_epochs 16 --val_interval 16 --pretrain_dir bundle/eval/pretraining_long --pretrain_epochs 200 \
   --study_protocols "['frozen', 'finetune']" --label_fractions "[0.1]" \
   --pretrain_variants '{"restorative": {"pretext": "restorative"}, "diffusion": {"pretext": "diffusion"}, "diffusion_coordinates": {"pretext": "diffusion_coordinates"}}'
-# 6. the wider backbone (16 filters) at 5x (restorative, plain and guided diffusion) and 10x (restorative and guided) the
-#    pretraining, frozen probe, 10% labels, five seeds (BENCHMARKS "A wider backbone")
-REST='"restorative": {"pretext": "restorative"}'
-GUIDED='"diffusion_coordinates": {"pretext": "diffusion_coordinates"}'
-for RUN in "pretraining_wide_long 100 {$REST, \"diffusion\": {\"pretext\": \"diffusion\"}, $GUIDED}" "pretraining_wide_10x 200 {$REST, $GUIDED}"; do
-  read -r DIR EPOCHS VARIANTS <<< "$RUN"
+# 6. the wider backbone (16 filters) at 5x and 10x the pretraining (restorative, plain and guided diffusion), frozen
+#    probe, 10% labels, five seeds (BENCHMARKS "A wider backbone")
+VARIANTS='{"restorative": {"pretext": "restorative"}, "diffusion": {"pretext": "diffusion"}, "diffusion_coordinates": {"pretext": "diffusion_coordinates"}}'
+for RUN in "pretraining_wide_long 100" "pretraining_wide_10x 200"; do
+  read -r DIR EPOCHS <<< "$RUN"
   $B "['bundle/configs/inference.json','bundle/configs/train_segmenter.json','bundle/configs/pretrain_study.json']" \
     --max_epochs 16 --val_interval 16 --pretrain_dir "bundle/eval/$DIR" --pretrain_epochs "$EPOCHS" --segmenter_init_filters 16 \
     --study_protocols "['frozen']" --label_fractions "[0.1]" --study_seeds "[0, 1, 2, 3, 4]" --pretrain_variants "$VARIANTS"
