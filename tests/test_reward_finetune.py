@@ -377,7 +377,11 @@ def test_hardened_critic_sees_the_gained_volumes_and_leaves_the_window_model_as_
     synth, sampler = parser.get_parsed_content("gem3d_synthesizer"), parser.get_parsed_content("rollout_sampler")
     # generated where and as the critic job below generates its training side, so that the job reuses these caches
     cache = parser.get_parsed_content("reward_cache_dir") + "/generated_training.npz"
+    trains = {n: p.requires_grad for n, p in synth.model.window_net.named_parameters()}
     family = generated_family(synth, sampler, tiny_demo, "training", cache, seed, 2, informed, [1.0, 2.0])
+    # which weights train is as before (the gain attached for the generation is left frozen at 1)
+    after = {n: p.requires_grad for n, p in synth.model.window_net.named_parameters()}
+    assert all(after[n] == t for n, t in trains.items()) and not any(after[n] for n in set(after) - set(trains))
     assert os.path.isfile(cache) and os.path.isfile(cache.replace(".npz", "_gain2.npz"))
     assert len(family) == 4 and [v["id"].endswith("_gain2") for v in family] == [False, False, True, True]
     assert not np.allclose(family[0]["image"], family[2]["image"])  # gain 2 changes the volume

@@ -13,6 +13,8 @@ into that map's weight and bias exactly: written weights keep stage 2's keys and
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -64,6 +66,24 @@ def set_gains(model: nn.Module, value: float) -> list[nn.Parameter]:
         for gain in gains:
             gain.fill_(float(value))
     return gains
+
+
+@contextmanager
+def gains_at(model: nn.Module, value: float):
+    """Inside the block every pseudo-3D layer's output is scaled by ``value`` (``set_gains``); afterwards the gains
+    hold their earlier values again (1 where there were none) and every weight trains or not as before."""
+    trains = {p: p.requires_grad for p in model.parameters()}
+    layers, _ = _temporal_layers(model)
+    earlier = [float(layer.gain) if hasattr(layer, "gain") else 1.0 for layer in (layers or {}).values()]
+    gains = set_gains(model, value)
+    try:
+        yield gains
+    finally:
+        with torch.no_grad():
+            for gain, v in zip(gains, earlier):
+                gain.fill_(v)
+        for p in model.parameters():
+            p.requires_grad_(trains.get(p, False))
 
 
 def folded_state_dict(model: nn.Module) -> dict:

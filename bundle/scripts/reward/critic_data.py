@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import asdict
 
 import numpy as np
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from ..data.datalist import read_datalist
 from ..data.volume_dataset import load_sources
 from ..errors import Gem3dInputError
-from ..networks.layer_gains import set_gains
+from ..networks.layer_gains import gains_at
 from ..sampling.synthesize import delivered
 
 logger = logging.getLogger(__name__)
@@ -46,20 +47,15 @@ def generated_volumes(
                 return [{"image": f[f"v{i}"][None], "id": c} for i, c in enumerate(ids)]
         logger.info(f"{cache_file} holds other volumes; generating again")
     volumes = []
-    net = synth.model.window_net
-    try:
-        if gain is not None:
-            set_gains(net, gain)
-        with synth.using_sampler(sampler):
-            desc = f"generating {section} volumes for the critics" + ("" if gain is None else f" (gain {gain:g})")
-            for i, item in enumerate(tqdm(items, desc=desc, unit="volume")):
-                out = synth.generate_model_space(
-                    item["label"], seed + i, item["id"], image_path=item.get("image"), informed=informed
-                )
-                volumes.append(delivered(out["image"], out["mask"], synth.zero_background))
-    finally:
-        if gain is not None:
-            set_gains(net, 1.0)  # the window model is shared with whatever runs next: back to its own function
+    # the window model is shared with whatever runs next: scaled for this generation only
+    scaled = nullcontext() if gain is None else gains_at(synth.model.window_net, gain)
+    with scaled, synth.using_sampler(sampler):
+        desc = f"generating {section} volumes for the critics" + ("" if gain is None else f" (gain {gain:g})")
+        for i, item in enumerate(tqdm(items, desc=desc, unit="volume")):
+            out = synth.generate_model_space(
+                item["label"], seed + i, item["id"], image_path=item.get("image"), informed=informed
+            )
+            volumes.append(delivered(out["image"], out["mask"], synth.zero_background))
     os.makedirs(os.path.dirname(os.path.abspath(cache_file)), exist_ok=True)
     tmp = cache_file + ".tmp.npz"
     np.savez_compressed(tmp, ids=np.asarray(ids), spec=np.asarray(spec), **{f"v{i}": v for i, v in enumerate(volumes)})
