@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import pytest
 import torch
 from conftest import run_bundle
 from tiny_model import TINY_OVERRIDES, make_tiny_model, parser_with
@@ -43,6 +44,26 @@ def test_evaluation_config_end_to_end(tmp_path, tiny_demo):
     )
     assert "cross-slice layers" in (out / "report.md").read_text()
     assert (out / "metrics.png").is_file() and (out / "previews" / "real.png").is_file()
+
+    # over seeds: one evaluation per seed, seed 0 the run above, and the mean and spread of each figure
+    seeds_dir = tmp_path / "seeds"
+    row = {"gem3d_true": {"informed": {"mode": "true"}}}
+    run_bundle(
+        ["inference.json", "evaluate.json"],
+        {**ov, "eval_dir": str(seeds_dir), "eval_limit": 1, "eval_rows": row, "eval_seeds": [0, 1]},
+    )
+    per_seed = [json.load(open(seeds_dir / f"seed{s}" / "metrics.json"))["gem3d_true"] for s in (0, 1)]
+    assert per_seed[0]["fid_a"] == pytest.approx(metrics["gem3d_true"]["fid_a"], rel=1e-4)
+    assert per_seed[0]["psnr"] != per_seed[1]["psnr"]  # another seed draws other volumes
+    summary = json.load(open(seeds_dir / "metrics_seeds.json"))
+    assert summary["seeds"] == [0, 1]
+    for key in ("fid_a", "psnr", "grad_anisotropy_x_real"):
+        values = [m[key] for m in per_seed]
+        assert summary["gem3d_true"][key]["values"] == pytest.approx(values)
+        assert summary["gem3d_true"][key]["mean"] == pytest.approx(sum(values) / 2)
+        assert summary["gem3d_true"][key]["sd"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
+    assert "| gem3d_true | " in (seeds_dir / "report_seeds.md").read_text()
+    assert not (seeds_dir / "metrics.json").exists()
 
     # on a non-cubic set of another size than the model's (one loading path for real and synthetic volumes), a
     # row whose network weights are missing is skipped and reported, not failed
