@@ -94,8 +94,10 @@ def evaluate(
     segmenter=None,
     segmenter_file: str | None = None,
     backends: dict | None = None,
+    references: dict | None = None,
 ) -> dict:
-    """``networks`` names other window networks that rows can use (``{"stage1": {"network", "file"}}``); a row whose
+    """``references`` (from ``_references``) skips recomputing what rows are measured against (``evaluate_seeds``).
+    ``networks`` names other window networks that rows can use (``{"stage1": {"network", "file"}}``); a row whose
     weights file is missing is skipped with a message (and listed in the metrics), not failed.
     ``segmenter`` (+ ``segmenter_file``, from ``train_segmenter.json``) adds mask adherence: the segmenter
     trained on real data segments each synthetic volume; Dice/HD95 against the mask it was generated from."""
@@ -109,35 +111,14 @@ def evaluate(
     unknown = sorted({r["network"] for r in rows.values() if "network" in r} - set(networks))
     if unknown:
         raise Gem3dInputError(f"evaluation rows name unknown networks {unknown}; known: {sorted(networks)}")
-    cfg = synth.cfg
-    train = load_volumes(datalist, "training", cfg["grid"], cfg["num_labels"], cfg["modality"])
-    test = load_volumes(datalist, "test", cfg["grid"], cfg["num_labels"], cfg["modality"], limit)
+    cfg, labels, size = synth.cfg, synth.cfg["labels"], synth.cfg["grid"].size
+    refs = references or _references(synth, datalist, limit, segmenter, segmenter_file)
+    train, test, extractor, real_test_f, judge = (
+        refs[k] for k in ("train", "test", "extractor", "real_test_f", "judge")
+    )
     test_by_id = {c["id"]: c for c in test}
-    extractor = EncoderFeatures(synth.model.autoencoder, synth.model.device)
-    size = cfg["grid"].size
-    real_test_f = features_per_plane([c["image"] for c in test], extractor, size)
-    floor = fid_per_plane(features_per_plane([c["image"] for c in train], extractor, size), real_test_f)
-    labels = cfg["labels"]
-    real_consistency = consistency([c["image"] for c in test], _anatomy(test, labels))
-    results = {"real_train_vs_real_test": {**floor}, "real_test": {**real_consistency}}
-    # the autoencoder round trip (every real axial slice encoded, then decoded on its own or, with the cross-slice
-    # decoder, all together): the smoothest, most consistent volume a decoder gives, a reference beside the real one
-    for decoder, key in (("slice", "autoencoder_round_trip"), ("volume", "volume_decoder_round_trip")):
-        try:
-            trips = [synth.model.decode(synth.model.encode(np.moveaxis(c["image"], 2, 0)), decoder) for c in test]
-        except Gem3dInputError as exc:  # no cross-slice decoder weights: that reference is left out
-            logger.warning(f"{key} left out: {exc}")
-            continue
-        trip_m = consistency(trips, _anatomy(test, labels))
-        results[key] = {**trip_m, **relative_to(real_consistency, trip_m)}
-    judge = None
-    if segmenter is not None and segmenter_file and os.path.isfile(segmenter_file):
-        judge = load_weights(segmenter, segmenter_file, "segmenter", synth.model.device)
-        results["real_test_mask_adherence"] = _adherence(judge, [[datalist, "test"]], cfg, synth.model.device, limit)
-    elif segmenter is not None:
-        logger.warning(
-            f"no segmenter weights at {segmenter_file}: mask adherence is left out (run train_segmenter.json)"
-        )
+    real_consistency = refs["results"]["real_test"]
+    results = {k: dict(v) for k, v in refs["results"].items()}
     previews, skipped = {}, {}
     for name, row in rows.items():
         folder = os.path.join(output_dir, name)
@@ -206,6 +187,48 @@ def evaluate(
     return results
 
 
+def _references(synth, datalist: str, limit, segmenter, segmenter_file) -> dict:
+    """What every row is measured against, the same for every seed: the real training and test volumes, the
+    feature extractor and the real test features, and the reference figures (real train vs test FID, the real
+    volumes' consistency, the autoencoder round trips, the judge's Dice on real volumes) with the judge itself."""
+    cfg = synth.cfg
+    train = load_volumes(datalist, "training", cfg["grid"], cfg["num_labels"], cfg["modality"])
+    test = load_volumes(datalist, "test", cfg["grid"], cfg["num_labels"], cfg["modality"], limit)
+    extractor = EncoderFeatures(synth.model.autoencoder, synth.model.device)
+    size = cfg["grid"].size
+    real_test_f = features_per_plane([c["image"] for c in test], extractor, size)
+    floor = fid_per_plane(features_per_plane([c["image"] for c in train], extractor, size), real_test_f)
+    labels = cfg["labels"]
+    real_consistency = consistency([c["image"] for c in test], _anatomy(test, labels))
+    results = {"real_train_vs_real_test": {**floor}, "real_test": {**real_consistency}}
+    # the autoencoder round trip (every real axial slice encoded, then decoded on its own or, with the cross-slice
+    # decoder, all together): the smoothest, most consistent volume a decoder gives, a reference beside the real one
+    for decoder, key in (("slice", "autoencoder_round_trip"), ("volume", "volume_decoder_round_trip")):
+        try:
+            trips = [synth.model.decode(synth.model.encode(np.moveaxis(c["image"], 2, 0)), decoder) for c in test]
+        except Gem3dInputError as exc:  # no cross-slice decoder weights: that reference is left out
+            logger.warning(f"{key} left out: {exc}")
+            continue
+        trip_m = consistency(trips, _anatomy(test, labels))
+        results[key] = {**trip_m, **relative_to(real_consistency, trip_m)}
+    judge = None
+    if segmenter is not None and segmenter_file and os.path.isfile(segmenter_file):
+        judge = load_weights(segmenter, segmenter_file, "segmenter", synth.model.device)
+        results["real_test_mask_adherence"] = _adherence(judge, [[datalist, "test"]], cfg, synth.model.device, limit)
+    elif segmenter is not None:
+        logger.warning(
+            f"no segmenter weights at {segmenter_file}: mask adherence is left out (run train_segmenter.json)"
+        )
+    return {
+        "train": train,
+        "test": test,
+        "extractor": extractor,
+        "real_test_f": real_test_f,
+        "judge": judge,
+        "results": results,
+    }
+
+
 def _informed_mode(row: dict, synth) -> str | None:
     """The row's informed-slice mode: its own, else that of the synthesizer it runs on (the 3D backend: none)."""
     return row.get("informed", {}).get("mode") or synth.informed.get("mode")
@@ -245,18 +268,35 @@ def _plots(results: dict, previews: dict, real_case: dict, output_dir: str, focu
         save_figure(f, os.path.join(output_dir, "previews", f"{name}.png"), overwrite=True)
 
 
-def evaluate_seeds(seeds, synth, datalist: str, output_dir: str, *args, seed: int = 0, **kwargs) -> dict:
-    """``evaluate`` (same arguments after ``output_dir``) once per seed in ``seeds``, into output_dir/seed<s>, then
-    every row's mean and standard deviation over the seeds (metrics_seeds.json, report_seeds.md). A figure of 16
-    volumes moves with the draw (FID by 5-10% from seed to seed on the demo): rows are told apart only by differences
-    larger than that spread. With no ``seeds`` (or one) it is ``evaluate`` itself, at ``seed``, in output_dir."""
+def evaluate_seeds(
+    seeds,
+    synth,
+    datalist: str,
+    output_dir: str,
+    networks: dict | None = None,
+    rows=None,
+    repeats: int = 2,
+    limit=None,
+    seed: int = 0,
+    segmenter=None,
+    segmenter_file: str | None = None,
+    backends: dict | None = None,
+) -> dict:
+    """``evaluate`` once per seed in ``seeds``, into output_dir/seed<s>, against references computed once, then every
+    row's mean and standard deviation over the seeds (metrics_seeds.json, report_seeds.md). A figure of 16 volumes
+    moves with the draw (FID by 5-10% from seed to seed on the demo): rows are told apart only by differences larger
+    than that spread. With no ``seeds`` (or one) it is ``evaluate`` itself, at ``seed``, in output_dir."""
     seeds = [int(s) for s in (seeds or [seed])]
     if len(seeds) != len(set(seeds)):
         raise Gem3dInputError(f"evaluation seeds must differ from each other, got {seeds}")
+    common = (networks, rows, repeats, limit)
+    judge = (segmenter, segmenter_file, backends)
     if len(seeds) == 1:
-        return evaluate(synth, datalist, output_dir, *args, seed=seeds[0], **kwargs)
+        return evaluate(synth, datalist, output_dir, *common, seeds[0], *judge)
+    refs = _references(synth, datalist, limit, segmenter, segmenter_file)
     per_seed = {
-        s: evaluate(synth, datalist, os.path.join(output_dir, f"seed{s}"), *args, seed=s, **kwargs) for s in seeds
+        s: evaluate(synth, datalist, os.path.join(output_dir, f"seed{s}"), *common, s, *judge, references=refs)
+        for s in seeds
     }
     rows = [k for k, v in per_seed[seeds[0]].items() if isinstance(v, dict) and "fid_a" in v]
     summary: dict = {"seeds": seeds}
