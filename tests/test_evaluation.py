@@ -125,3 +125,12 @@ def test_benchmark_prints_figures(tmp_path, tiny_demo):
     assert abs(peer["projected_s_per_volume"] - projected) <= 0.4 and peer["unet_tflops_per_forward"] >= 0
     assert all(r["peer_ratio"] > 0 for r in rows) and "x faster" in proc.stdout
     assert set(result["cpu"]) >= {"model", "avx2", "avx512_bf16", "amx"} and "CPU: " in proc.stdout
+
+
+def test_evaluation_seeds_must_differ():
+    from scripts.errors import Gem3dInputError
+    from scripts.evaluate import evaluate
+
+    for bad in ([1, 1], []):
+        with pytest.raises(Gem3dInputError, match="different integers"):
+            evaluate(None, "unused.json", "unused", seed=bad)

@@ -90,17 +90,43 @@ def evaluate(
     rows=None,
     repeats: int = 2,
     limit=None,
-    seed: int = 0,
+    seed: int | list = 0,
     segmenter=None,
     segmenter_file: str | None = None,
     backends: dict | None = None,
     references: dict | None = None,
 ) -> dict:
-    """``references`` (from ``_references``) skips recomputing what rows are measured against (``evaluate_seeds``).
+    """``seed`` a list of several seeds: every row once per seed, into output_dir/seed<s>, against references
+    computed once, then each figure's mean and standard deviation over the seeds (``_summarise_seeds``).
+    ``references`` (from ``_references``) skips recomputing what rows are measured against.
     ``networks`` names other window networks that rows can use (``{"stage1": {"network", "file"}}``); a row whose
     weights file is missing is skipped with a message (and listed in the metrics), not failed.
     ``segmenter`` (+ ``segmenter_file``, from ``train_segmenter.json``) adds mask adherence: the segmenter
     trained on real data segments each synthetic volume; Dice/HD95 against the mask it was generated from."""
+    seeds = [int(x) for x in seed] if isinstance(seed, (list, tuple)) else [int(seed)]
+    if not seeds or len(seeds) != len(set(seeds)):
+        raise Gem3dInputError(f"evaluation seeds must be one or more different integers, got {seed}")
+    if len(seeds) > 1:
+        refs = references or _references(synth, datalist, limit, segmenter, segmenter_file)
+        per_seed = {
+            x: evaluate(
+                synth,
+                datalist,
+                os.path.join(output_dir, f"seed{x}"),
+                networks,
+                rows,
+                repeats,
+                limit,
+                x,
+                segmenter,
+                segmenter_file,
+                backends,
+                refs,
+            )
+            for x in seeds
+        }
+        return _summarise_seeds(per_seed, output_dir, list(synth.cfg["labels"].regions))
+    seed = seeds[0]
     start = time.time()
     rows = rows or DEFAULT_ROWS
     networks = networks or {}
@@ -268,36 +294,11 @@ def _plots(results: dict, previews: dict, real_case: dict, output_dir: str, focu
         save_figure(f, os.path.join(output_dir, "previews", f"{name}.png"), overwrite=True)
 
 
-def evaluate_seeds(
-    seeds,
-    synth,
-    datalist: str,
-    output_dir: str,
-    networks: dict | None = None,
-    rows=None,
-    repeats: int = 2,
-    limit=None,
-    seed: int = 0,
-    segmenter=None,
-    segmenter_file: str | None = None,
-    backends: dict | None = None,
-) -> dict:
-    """``evaluate`` once per seed in ``seeds``, into output_dir/seed<s>, against references computed once, then every
-    row's mean and standard deviation over the seeds (metrics_seeds.json, report_seeds.md). A figure of 16 volumes
-    moves with the draw (FID by 5-10% from seed to seed on the demo): rows are told apart only by differences larger
-    than that spread. With no ``seeds`` (or one) it is ``evaluate`` itself, at ``seed``, in output_dir."""
-    seeds = [int(s) for s in (seeds or [seed])]
-    if len(seeds) != len(set(seeds)):
-        raise Gem3dInputError(f"evaluation seeds must differ from each other, got {seeds}")
-    common = (networks, rows, repeats, limit)
-    judge = (segmenter, segmenter_file, backends)
-    if len(seeds) == 1:
-        return evaluate(synth, datalist, output_dir, *common, seeds[0], *judge)
-    refs = _references(synth, datalist, limit, segmenter, segmenter_file)
-    per_seed = {
-        s: evaluate(synth, datalist, os.path.join(output_dir, f"seed{s}"), *common, s, *judge, references=refs)
-        for s in seeds
-    }
+def _summarise_seeds(per_seed: dict, output_dir: str, regions: list) -> dict:
+    """Each row's figures over the seeds ({seed: metrics}): mean, standard deviation and the values in seed order
+    (metrics_seeds.json, report_seeds.md). A figure of 16 volumes moves with the draw (FID by 4-10% from seed to seed
+    on the demo): rows are told apart only by differences larger than that spread."""
+    seeds = list(per_seed)
     rows = [k for k, v in per_seed[seeds[0]].items() if isinstance(v, dict) and "fid_a" in v]
     summary: dict = {"seeds": seeds}
     for name in rows:
@@ -309,7 +310,6 @@ def evaluate_seeds(
             values = [float(v) for v in values]
             summary[name][key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "values": values}
     save_json(summary, os.path.join(output_dir, "metrics_seeds.json"), overwrite=True)
-    regions = list(synth.cfg["labels"].regions)
     lines = [
         f"# gem3d evaluation over seeds {seeds} (mean ± standard deviation)",
         "",
