@@ -9,7 +9,8 @@ Metrics: FID-A/C/S against the real test set (floor: real training vs real test)
 (gradient anisotropy and adjacent-slice SSIM, against the real test set and the autoencoder round trip), fidelity
 to the real volume for the true-informed rows and the baseline, mask adherence (a segmenter trained on real data,
 Dice against the conditioning mask), diversity (MS-SSIM between two samples of a mask) and privacy (highest
-correlation with any training volume). Writes metrics.json, report.md and plots.
+correlation with any training volume). Writes metrics.json, report.md and plots; over several seeds (``seed`` a
+list) each seed's in seed<s>/ and the mean and spread of every figure in metrics_seeds.json and report_seeds.md.
 """
 
 from __future__ import annotations
