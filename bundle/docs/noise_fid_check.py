@@ -1,0 +1,66 @@
+"""Does the evaluation's FID reward or punish scanner noise on *real* anatomy? (BENCHMARKS, "Which misses are real")
+
+The 32 real training scans are encoded and decoded slice by slice (the autoencoder round trip: real anatomy, no
+scanner noise), then given noise back in several ways, and each set is scored with FID-A/C/S against the 8 real test
+scans, exactly as evaluate.json scores generated volumes. Run from the repository root:
+
+    python bundle/docs/noise_fid_check.py
+"""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from monai.bundle import ConfigParser  # noqa: E402
+from scripts.data.slices import load_volumes  # noqa: E402
+from scripts.metrics.features import EncoderFeatures  # noqa: E402
+from scripts.metrics.fid import features_per_plane, fid_per_plane  # noqa: E402
+from scripts.sampling.scanner_noise import add_scanner_noise, estimate_noise_sigma  # noqa: E402
+
+
+def main() -> None:
+    parser = ConfigParser()
+    parser.read_config("bundle/configs/inference.json")
+    synth, datalist = parser.get_parsed_content("gem3d_synthesizer"), parser.get_parsed_content("datalist")
+    cfg, rng = synth.cfg, np.random.default_rng(0)
+    train = load_volumes(datalist, "training", cfg["grid"], cfg["num_labels"], cfg["modality"])
+    test = load_volumes(datalist, "test", cfg["grid"], cfg["num_labels"], cfg["modality"], 8)
+    extractor = EncoderFeatures(synth.model.autoencoder, synth.model.device)
+    real_test = features_per_plane([c["image"] for c in test], extractor, cfg["grid"].size)
+
+    def fid(volumes) -> str:
+        scores = fid_per_plane(real_test, features_per_plane(volumes, extractor, cfg["grid"].size))
+        return " / ".join(f"{v:.3f}" for v in scores.values())
+
+    def inside(case, image):  # background zeroed, as gem3d delivers its volumes
+        return np.where(case["label"] > 0, np.clip(image, 0.0, None), 0.0).astype(np.float32)
+
+    trips = [inside(c, synth.model.decode(synth.model.encode(np.moveaxis(c["image"], 2, 0)), "slice")) for c in train]
+    sigmas = [estimate_noise_sigma(c["image"], c["label"] > 0) for c in train]
+    others = list(zip(train[1:] + train[:1], trips[1:] + trips[:1]))
+    rows = {
+        "real training scans": [c["image"] for c in train],
+        "round trip (no scanner noise)": trips,
+        "round trip + Rician noise at each scan's own level": [
+            inside(c, add_scanner_noise(t, s, rng)) for c, t, s in zip(train, trips, sigmas)
+        ],
+        "round trip + Rician noise at half that level": [
+            inside(c, add_scanner_noise(t, s / 2, rng)) for c, t, s in zip(train, trips, sigmas)
+        ],
+        "round trip + Gaussian noise at each scan's own level": [
+            inside(c, t + rng.normal(0.0, s, t.shape)) for c, t, s in zip(train, trips, sigmas)
+        ],
+        "round trip + another scan's residual (real minus its round trip)": [
+            inside(c, t + (o["image"] - ot)) for c, t, (o, ot) in zip(train, trips, others)
+        ],
+    }
+    print(f"noise level (Immerkaer, median over the training scans): {np.median(sigmas):.4f}")
+    for name, volumes in rows.items():
+        print(f"{name:66s} FID-A / C / S against the real test scans: {fid(volumes)}")
+
+
+if __name__ == "__main__":
+    main()
