@@ -2,7 +2,8 @@
 
 The 32 real training scans are encoded and decoded slice by slice (the autoencoder round trip: real anatomy, no
 scanner noise), then given noise back in several ways, and each set is scored with FID-A/C/S against the 8 real test
-scans, exactly as evaluate.json scores generated volumes. Run from the repository root:
+scans, exactly as evaluate.json scores generated volumes
+(with the two through-plane measures beside it). Run from the repository root:
 
     python bundle/docs/noise_fid_check.py
 """
@@ -16,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from monai.bundle import ConfigParser  # noqa: E402
 from scripts.data.slices import load_volumes  # noqa: E402
+from scripts.metrics.consistency import consistency, relative_to  # noqa: E402
 from scripts.metrics.features import EncoderFeatures  # noqa: E402
 from scripts.metrics.fid import features_per_plane, fid_per_plane  # noqa: E402
 from scripts.sampling.scanner_noise import add_scanner_noise, estimate_noise_sigma  # noqa: E402
@@ -31,9 +33,16 @@ def main() -> None:
     extractor = EncoderFeatures(synth.model.autoencoder, synth.model.device)
     real_test = features_per_plane([c["image"] for c in test], extractor, cfg["grid"].size)
 
-    def fid(volumes) -> str:
-        scores = fid_per_plane(real_test, features_per_plane(volumes, extractor, cfg["grid"].size))
-        return " / ".join(f"{v:.3f}" for v in scores.values())
+    real_consistency = consistency([c["image"] for c in test], [c["label"] for c in test])
+
+    def scores(volumes) -> str:
+        fid = fid_per_plane(real_test, features_per_plane(volumes, extractor, cfg["grid"].size))
+        through = relative_to(real_consistency, consistency(volumes, [c["label"] for c in train]))
+        return (
+            " / ".join(f"{v:.3f}" for v in fid.values())
+            + f" | adjacent SSIM {through['adjacent_ssim_minus_real']:+.3f}"
+            + f" | anisotropy {through['grad_anisotropy_x_real']:.3f}x"
+        )
 
     def inside(case, image):  # background zeroed, as gem3d delivers its volumes
         return np.where(case["label"] > 0, np.clip(image, 0.0, None), 0.0).astype(np.float32)
@@ -58,8 +67,9 @@ def main() -> None:
         ],
     }
     print(f"noise level (Immerkaer, median over the training scans): {np.median(sigmas):.4f}")
+    print("FID-A / C / S against the real test scans | adjacent-slice SSIM and gradient anisotropy against them")
     for name, volumes in rows.items():
-        print(f"{name:66s} FID-A / C / S against the real test scans: {fid(volumes)}")
+        print(f"{name:66s} | {scores(volumes)}")
 
 
 if __name__ == "__main__":
