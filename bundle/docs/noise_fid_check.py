@@ -16,27 +16,29 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from monai.bundle import ConfigParser  # noqa: E402
-from scripts.data.slices import load_volumes  # noqa: E402
+from scripts.evaluate import load_references  # noqa: E402
 from scripts.metrics.consistency import consistency, relative_to  # noqa: E402
-from scripts.metrics.features import EncoderFeatures  # noqa: E402
 from scripts.metrics.fid import features_per_plane, fid_per_plane  # noqa: E402
 from scripts.sampling.scanner_noise import add_scanner_noise, estimate_noise_sigma  # noqa: E402
+from scripts.sampling.synthesize import delivered  # noqa: E402
 
 
 def main() -> None:
     parser = ConfigParser()
     parser.read_config("bundle/configs/inference.json")
     synth, datalist = parser.get_parsed_content("gem3d_synthesizer"), parser.get_parsed_content("datalist")
-    cfg, rng = synth.cfg, np.random.default_rng(0)
-    train = load_volumes(datalist, "training", cfg["grid"], cfg["num_labels"], cfg["modality"])
-    test = load_volumes(datalist, "test", cfg["grid"], cfg["num_labels"], cfg["modality"], 8)
-    extractor = EncoderFeatures(synth.model.autoencoder, synth.model.device)
-    real_test = features_per_plane([c["image"] for c in test], extractor, cfg["grid"].size)
-
-    real_consistency = consistency([c["image"] for c in test], [c["label"] for c in test])
+    rng, size = np.random.default_rng(0), synth.cfg["grid"].size
+    # what evaluate.json measures generated volumes against (no segmenter: Dice is not part of this check)
+    refs = load_references(synth, datalist, 8, None, None)
+    train, extractor, real_test, real_consistency = (
+        refs["train"],
+        refs["extractor"],
+        refs["real_test_f"],
+        refs["results"]["real_test"],
+    )
 
     def scores(volumes) -> str:
-        fid = fid_per_plane(real_test, features_per_plane(volumes, extractor, cfg["grid"].size))
+        fid = fid_per_plane(real_test, features_per_plane(volumes, extractor, size))
         through = relative_to(real_consistency, consistency(volumes, [c["label"] for c in train]))
         return (
             " / ".join(f"{v:.3f}" for v in fid.values())
@@ -44,8 +46,8 @@ def main() -> None:
             + f" | anisotropy {through['grad_anisotropy_x_real']:.3f}x"
         )
 
-    def inside(case, image):  # background zeroed, as gem3d delivers its volumes
-        return np.where(case["label"] > 0, np.clip(image, 0.0, None), 0.0).astype(np.float32)
+    def inside(case, image):  # as gem3d delivers its volumes: non-negative, background zeroed
+        return delivered(image, case["label"], zero_background=True)
 
     trips = [inside(c, synth.model.decode(synth.model.encode(np.moveaxis(c["image"], 2, 0)), "slice")) for c in train]
     sigmas = [estimate_noise_sigma(c["image"], c["label"] > 0) for c in train]

@@ -99,7 +99,7 @@ def evaluate(
 ) -> dict:
     """``seed`` a list of several seeds: every row once per seed, into output_dir/seed<s>, against references
     computed once, then each figure's mean and standard deviation over the seeds (``_summarise_seeds``).
-    ``references`` (from ``_references``) skips recomputing what rows are measured against.
+    ``references`` (from ``load_references``) skips recomputing what rows are measured against.
     ``networks`` names other window networks that rows can use (``{"stage1": {"network", "file"}}``); a row whose
     weights file is missing is skipped with a message (and listed in the metrics), not failed.
     ``segmenter`` (+ ``segmenter_file``, from ``train_segmenter.json``) adds mask adherence: the segmenter
@@ -108,7 +108,7 @@ def evaluate(
     if not seeds or len(seeds) != len(set(seeds)):
         raise Gem3dInputError(f"evaluation seeds must be one or more different integers, got {seed}")
     if len(seeds) > 1:
-        refs = references or _references(synth, datalist, limit, segmenter, segmenter_file)
+        refs = references or load_references(synth, datalist, limit, segmenter, segmenter_file)
         per_seed = {
             x: evaluate(
                 synth,
@@ -139,7 +139,7 @@ def evaluate(
     if unknown:
         raise Gem3dInputError(f"evaluation rows name unknown networks {unknown}; known: {sorted(networks)}")
     cfg, labels, size = synth.cfg, synth.cfg["labels"], synth.cfg["grid"].size
-    refs = references or _references(synth, datalist, limit, segmenter, segmenter_file)
+    refs = references or load_references(synth, datalist, limit, segmenter, segmenter_file)
     train, test, extractor, real_test_f, judge = (
         refs[k] for k in ("train", "test", "extractor", "real_test_f", "judge")
     )
@@ -214,7 +214,7 @@ def evaluate(
     return results
 
 
-def _references(synth, datalist: str, limit, segmenter, segmenter_file) -> dict:
+def load_references(synth, datalist: str, limit, segmenter, segmenter_file) -> dict:
     """What every row is measured against, the same for every seed: the real training and test volumes, the
     feature extractor and the real test features, and the reference figures (real train vs test FID, the real
     volumes' consistency, the autoencoder round trips, the judge's Dice on real volumes) with the judge itself."""
@@ -311,14 +311,15 @@ def _summarise_seeds(per_seed: dict, output_dir: str, regions: list) -> dict:
             values = [float(v) for v in values]
             summary[name][key] = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "values": values}
     save_json(summary, os.path.join(output_dir, "metrics_seeds.json"), overwrite=True)
+    columns = _columns(regions)
     lines = [
         f"# gem3d evaluation over seeds {seeds} (mean ± standard deviation)",
         "",
-        "| setting | " + " | ".join(_columns(regions)) + " |",
-        "|" + " --- |" * (len(_columns(regions)) + 1),
+        "| setting | " + " | ".join(columns) + " |",
+        "|" + " --- |" * (len(columns) + 1),
     ]
     for name in rows:
-        cells = [summary[name].get(key) for key in _columns(regions).values()]
+        cells = [summary[name].get(key) for key in columns.values()]
         lines.append(
             f"| {name} | " + " | ".join("" if c is None else f"{c['mean']:.4f} ± {c['sd']:.4f}" for c in cells) + " |"
         )
