@@ -2,6 +2,7 @@
 ratio 1 under unchanged weights, advantages per mask, one PPO update moves only the pseudo-3D layers, and the jobs
 (critic training, fine-tuning, resumption, the switch to the fine-tuned weights) end to end on the tiny model."""
 
+import copy
 import glob
 import json
 import os
@@ -433,3 +434,96 @@ def test_critic_inputs_and_the_reward_mix(tmp_path):
     assert out["reward"] == pytest.approx((s + 3 * p) / 4)
     with pytest.raises(ValueError, match="not all 0"):
         MultiScaleReward(critics, files, {"slice": 0.0})
+
+
+class _Reward:
+    """What AdversarialCritics needs of a MultiScaleReward: the mix weights and the critics by kind."""
+
+    def __init__(self, critics: dict):
+        self.weights, self.critics = {k: 1.0 for k in critics}, critics
+
+
+def _textured(rng, n: int, noise: float) -> list[np.ndarray]:
+    """(S, S, Z) volumes: a bright block, with (real) or without (generated) voxel noise."""
+    out = []
+    for _ in range(n):
+        v = np.zeros((16, 16, 16), np.float32)
+        v[2:14, 2:14, 2:14] = 0.6
+        out.append(np.clip(v + noise * rng.standard_normal(v.shape).astype(np.float32) * (v > 0), 0, None))
+    return out
+
+
+def test_adversarial_critics_learn_from_the_rollouts_and_resume():
+    from scripts.networks.critics import Critic
+    from scripts.reward.adversarial import AdversarialCritics
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    real = [{"image": v[None]} for v in _textured(rng, 4, 0.15)]
+    fakes = _textured(rng, 2, 0.0)
+    critics = {"slice": Critic([1, 16, 16], [4, 8], [2, 2], dropout=0.0)}
+    start = {k: v.clone() for k, v in critics["slice"].state_dict().items()}
+    adv = AdversarialCritics(_Reward(critics), real, steps=5, lr=3e-3, batch_size=8, seed=0)
+    first = adv.update(fakes)
+    for _ in range(6):
+        last = adv.update(fakes)
+    # the critic tells the rollouts from the real volumes better after its steps, and it alone changed
+    assert last["critic_slice_gap"] > first["critic_slice_gap"] + 1.0
+    assert last["critic_slice_loss"] < first["critic_slice_loss"]
+    assert not critics["slice"].training
+    assert any(not torch.equal(v, start[k]) for k, v in critics["slice"].state_dict().items())
+    # the checkpoint state: a resumed run continues with the same critic, optimiser and draws
+    state = copy.deepcopy(adv.state_dict())  # as a checkpoint file holds it (optimisers hand out live tensors)
+    clone = {"slice": Critic([1, 16, 16], [4, 8], [2, 2], dropout=0.0)}
+    resumed = AdversarialCritics(_Reward(clone), real, steps=5, lr=3e-3, batch_size=8, seed=99)
+    resumed.load_state_dict(state)
+    a, b = adv.update(fakes), resumed.update(fakes)
+    assert a == pytest.approx(b)
+    for k, v in critics["slice"].state_dict().items():
+        torch.testing.assert_close(v, clone["slice"].state_dict()[k])
+    with pytest.raises(Gem3dInputError, match="not this run's"):
+        AdversarialCritics(_Reward({"planes": clone["slice"]}), real, steps=1).load_state_dict(state)
+    with pytest.raises(Gem3dInputError, match="real volumes"):
+        AdversarialCritics(_Reward(critics), [], steps=1)
+    off = AdversarialCritics(_Reward(critics), [], steps=0)  # off: attaches nothing, needs nothing
+    engine = Engine(lambda e, b: {})
+    off.attach(engine)
+    assert not engine.has_event_handler(off.on_iteration, Events.ITERATION_COMPLETED)
+
+
+def test_finetune_job_with_adversarial_critics_keeps_the_shipped_critics(tiny, tiny_demo, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(tiny["model_dir"], models)
+    shipped = {k: torch.load(models / f"critic_{k}.pt", weights_only=True) for k in ("slice", "planes")}
+    runs = tmp_path / "runs"
+    job = {
+        **tiny,
+        "model_dir": str(models),
+        "run_dir": str(runs),
+        "max_epochs": 1,
+        "reward_iterations_per_epoch": 1,
+        "reward_masks_per_iteration": 1,
+        "reward_samples_per_mask": 2,
+        "reward_val_masks": 1,
+        "reward_adversarial_steps": 2,
+        "reward_critic_batch": 8,
+    }
+    run_bundle([*REWARD, "finetune_reward.json"], job)
+    run_bundle([*REWARD, "finetune_reward.json"], {**job, "max_epochs": 2})  # resumes with the adapted critics
+    curves = json.load(open(runs / "reward" / "reward_curves.json"))
+    assert [i for i, _ in curves["critic_planes_gap"]] == [1, 2] and [i for i, _ in curves["reward"]] == [1, 2]
+    ckpt = torch.load(runs / "reward" / "checkpoint_final.pt", weights_only=False)
+    for kind, state in shipped.items():
+        adapted = torch.load(runs / "reward" / f"critic_{kind}.pt", weights_only=True)
+        assert any(not torch.equal(adapted[k], state[k]) for k in state), kind  # the run's critics learnt
+        for k, v in ckpt["adversarial"]["critics"][kind].items():
+            torch.testing.assert_close(v, adapted[k])
+        now = torch.load(models / f"critic_{kind}.pt", weights_only=True)
+        assert all(torch.equal(now[k], state[k]) for k in state), kind  # the shipped critics were not touched
+    record = json.load(open(runs / "reward" / "reward_validation.json"))["history"]
+    assert [i for i, _, _ in record] == [0, 1, 2]
+    # the held-out check scores with critics of its own, which the discriminator steps do not reach
+    parser = parser_with(job, REWARD + ("finetune_reward.json",))
+    keeper, trained = parser.get_parsed_content("keeper_reward"), parser.get_parsed_content("reward")
+    assert keeper.critics["planes"] is not trained.critics["planes"]
+    assert parser.get_parsed_content("reward_keeper").reward is keeper

@@ -121,16 +121,19 @@ class RewardFineTuner:
         """Squared distance of the trainable weights from the starting ones, relative to the starting norm."""
         return sum((p - a).pow(2).sum() for p, a in zip(self.params, self.anchor)) / self.anchor_norm2
 
-    def rollout(self, item: dict, seed: int, informed: dict | None = None) -> tuple[list, dict]:
-        """One whole volume for one mask: its recorded steps and its reward (with the reward's parts); ``informed``
-        defaults to the first informed-slice spec."""
+    def rollout(
+        self, item: dict, seed: int, informed: dict | None = None, reward=None
+    ) -> tuple[list, dict, np.ndarray]:
+        """One whole volume for one mask: its recorded steps, its reward (with the reward's parts; ``reward``
+        defaults to the one the policy trains on) and the volume as delivered; ``informed`` defaults to the first
+        informed-slice spec."""
         informed = informed or self.informed[0]
         with self.synth.using_sampler(self.sampler):
             out = self.synth.generate_model_space(
                 item["label"], seed, item.get("id", "case"), image_path=item.get("image"), informed=informed
             )
         image = delivered(out["image"], out["mask"], self.synth.zero_background)
-        return self.sampler.trajectory, self.reward(image, out["mask"])
+        return self.sampler.trajectory, (reward or self.reward)(image, out["mask"]), image
 
     def __call__(self, engine, batch: list[dict]) -> dict:
         start = time.time()
@@ -142,17 +145,20 @@ class RewardFineTuner:
                 seed = self.seed + 1_000_003 * it + self.samples_per_mask * m + k
                 rollouts.append(self.rollout(item, seed, informed))
                 groups.append(m)
-        rewards = torch.tensor([r["reward"] for _, r in rollouts])
+        rewards = torch.tensor([r["reward"] for _, r, _ in rollouts])
         adv = mask_advantages(rewards, groups).clamp(-self.advantage_clip, self.advantage_clip)
         rollout_seconds = time.time() - start
-        stats = self.update([traj for traj, _ in rollouts], adv, np.random.default_rng(self.seed + it))
+        stats = self.update([traj for traj, _, _ in rollouts], adv, np.random.default_rng(self.seed + it))
+        parts = [k for k in rollouts[0][1] if k != "reward"]
         out = {
             "loss": stats.pop("loss"),
             "reward": float(rewards.mean()),
-            **{f"reward_{k}": float(np.mean([r[k] for _, r in rollouts])) for k in rollouts[0][1] if k != "reward"},
+            **{f"reward_{k}": float(np.mean([r[k] for _, r, _ in rollouts])) for k in parts},
             **stats,
             "rollout_seconds": rollout_seconds,
             "seconds": time.time() - start,
+            # the rollouts themselves, for critics that learn from them (adversarial.AdversarialCritics)
+            "volumes": [image for _, _, image in rollouts],
         }
         return out
 
@@ -188,14 +194,15 @@ class RewardFineTuner:
         }
 
 
-def fixed_rollout_scores(tuner: RewardFineTuner, items: list[dict], repeats: int, seed: int) -> list[dict]:
+def fixed_rollout_scores(tuner: RewardFineTuner, items: list[dict], repeats: int, seed: int, reward=None) -> list[dict]:
     """The reward parts of every item ``repeats`` times with the rollout sampler under fixed seeds: the same draws for
     any weights, so that two weight files (or two iterations) are compared on equal terms. The items take the tuner's
-    informed-slice specs in turn, as the masks of a fine-tuning iteration do."""
+    informed-slice specs in turn, as the masks of a fine-tuning iteration do. ``reward``: another reward than the
+    tuner's (a fixed one, where the tuner's critics keep learning)."""
     jobs = [(r, i, item) for r in range(int(repeats)) for i, item in enumerate(items)]
     rows = []
     for r, i, item in tqdm(jobs, desc=f"scoring {tuner.synth.window_weights} rollouts", unit="volume"):
-        _, scores = tuner.rollout(item, seed + r * len(items) + i, tuner.informed[i % len(tuner.informed)])
+        _, scores, _ = tuner.rollout(item, seed + r * len(items) + i, tuner.informed[i % len(tuner.informed)], reward)
         rows.append({"case": item["id"], "repeat": r, **scores})
     return rows
 
@@ -225,7 +232,9 @@ class BestRewardKeeper:
     """Writes the policy's weights only when its mean reward on fixed held-out masks and seeds beats every earlier
     check, the starting (stage-2) weights included: a run whose policy only drifts writes nothing, and the weights
     already in place stay. Checks every ``interval`` iterations and at the end; the history (and with it a resumed
-    run's best) lives in ``history_file``, with a PNG beside it. Without held-out masks it writes the final weights."""
+    run's best) lives in ``history_file``, with a PNG beside it. Without held-out masks it writes the final weights.
+    ``reward``: what the checks score (default: the tuner's reward); a fixed one where the tuner's critics learn
+    while the policy moves (``adversarial.AdversarialCritics``), whose values do not compare across iterations."""
 
     def __init__(
         self,
@@ -237,8 +246,9 @@ class BestRewardKeeper:
         interval: int = 4,
         repeats: int = 1,
         seed: int = 0,
+        reward=None,
     ):
-        self.tuner, self.items, self.policy = tuner, list(items), policy
+        self.tuner, self.items, self.policy, self.reward = tuner, list(items), policy, reward
         self.weights_file, self.history_file = weights_file, history_file
         self.interval, self.repeats, self.seed = int(interval), int(repeats), int(seed)
         self.history: list[list] = []  # [iteration, mean reward, kept]
@@ -262,7 +272,7 @@ class BestRewardKeeper:
         return max(r for _, r, _ in self.history)
 
     def score(self) -> float:
-        rows = fixed_rollout_scores(self.tuner, self.items, self.repeats, self.seed)
+        rows = fixed_rollout_scores(self.tuner, self.items, self.repeats, self.seed, self.reward)
         return float(np.mean([row["reward"] for row in rows]))
 
     def start(self, engine) -> None:
