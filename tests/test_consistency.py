@@ -81,6 +81,16 @@ def test_scanner_noise_settings_and_their_levels():
     assert noise_level("informed", 0.02, 0.01) == (0.02, "informed slice")
     assert noise_level("informed", None, 0.01)[0] == 0.01
     assert noise_level("0.03", 0.02, 0.01) == (0.03, "given")
+    # "auto": a share of the informed scan's level, none where that scan is the volume's own (mode "true")
+    level, source = noise_level("auto", 0.02, 0.01, "ic", 0.7)
+    assert level == pytest.approx(0.014) and source == "0.7 x informed slice"
+    assert noise_level("auto", None, 0.01, "ig", 0.7)[0] == pytest.approx(0.007)
+    assert noise_level("auto", 0.02, 0.01, "true", 0.7)[0] == 0.0
+    assert noise_level("informed", 0.02, 0.01, "true", 0.5)[0] == pytest.approx(0.01)
+    assert noise_level("0.03", 0.02, 0.01, "ic", 0.5)[0] == 0.03  # a given level is not scaled
     for bad in ("loud", -0.1, float("nan"), 2.0):
         with pytest.raises(Gem3dInputError, match="scanner_noise"):
             check_setting(bad)
+    for bad in (-0.1, "half", float("inf"), 3):
+        with pytest.raises(Gem3dInputError, match="scanner_noise_fraction"):
+            noise_level("auto", 0.02, 0.01, "ic", bad)

@@ -256,22 +256,42 @@ def test_variant_switches_solver_precision_and_restores(tiny, tiny_demo, tmp_pat
     with pytest.raises(Gem3dInputError, match="unknown synthesis overrides"):
         with synth.variant({"stepz": 3}):
             pass
+    # a command line's {"inpaint": false} arrives as the word "false": read as the switch it names, not as a string
+    with synth.variant({"inpaint": "false", "batch_waves": "True"}):
+        assert synth.settings.inpaint is False and synth.settings.batch_waves is True
+    with pytest.raises(Gem3dInputError, match="inpaint must be true or false"):
+        with synth.variant({"inpaint": "no thanks"}):
+            pass
     assert synth.settings is settings and synth.sampler.settings is settings
 
 
 def test_scanner_noise_follows_the_informed_slice_and_is_recorded(tiny, tiny_demo, tmp_path):
-    """``scanner_noise``: "none" leaves the default output bit-identical; "informed" adds noise at the level measured
-    on the informed slice (the scan's own, in mode "true"), reproducibly; IG falls back to the training level."""
+    """``scanner_noise``: the default "auto" adds nothing with the volume's own (true) slice, bit-identical to "none";
+    "informed" adds noise at the level measured on the informed slice, reproducibly; IG falls back to the training
+    level; "auto" with another scan's slice (IC) adds ``scanner_noise_fraction`` of that slice's level."""
     item = _items(tiny_demo)[0]
     synth = build_synthesizer(tiny)
     synth.sampler.progress = False
     kw = dict(image_path=item["image"], informed={"mode": "true"})
     base = synth.synthesize(item["label"], 5, "case", **kw)
-    assert base["record"]["scanner_noise"] == {"setting": "none", "sigma": 0.0, "source": "none"}
+    assert base["record"]["scanner_noise"]["setting"] == "auto" and base["record"]["scanner_noise"]["sigma"] == 0.0
+    with synth.variant({"scanner_noise": "none"}):
+        np.testing.assert_array_equal(synth.synthesize(item["label"], 5, "case", **kw)["image"], base["image"])
     measured = base["record"]["informed"]["noise_sigma"]
     assert measured > 0
     synth.scanner_noise_fallback = 0.02
-    with synth.variant({"scanner_noise": "informed"}):
+    ic = synth.synthesize(item["label"], 5, "case", **{**kw, "informed": {**synth.informed, "mode": "ic"}})
+    ic_rec = ic["record"]["scanner_noise"]
+    assert ic_rec["sigma"] > 0 and ic_rec["sigma"] == pytest.approx(
+        0.7 * ic["record"]["informed"]["noise_sigma"], abs=1e-5
+    )
+    with synth.variant({"scanner_noise": "none"}):
+        ic_clean = synth.synthesize(item["label"], 5, "case", **{**kw, "informed": {**synth.informed, "mode": "ic"}})[
+            "image"
+        ]
+    inside = np.asarray(nib.load(item["label"]).dataobj) > 0
+    assert 0.5 * ic_rec["sigma"] < (ic["image"] - ic_clean)[inside].std() < 2.0 * ic_rec["sigma"]
+    with synth.variant({"scanner_noise": "informed", "scanner_noise_fraction": 1.0}):
         a = synth.synthesize(item["label"], 5, "case", **kw)
         b = synth.synthesize(item["label"], 5, "case", **kw)
         ig = synth.synthesize(item["label"], 5, "case", image_path=None, informed={"mode": "ig"})
@@ -279,7 +299,6 @@ def test_scanner_noise_follows_the_informed_slice_and_is_recorded(tiny, tiny_dem
     rec = a["record"]["scanner_noise"]
     assert rec["setting"] == "informed" and rec["source"] == "informed slice"
     assert rec["sigma"] == pytest.approx(measured, abs=1e-5)
-    inside = np.asarray(nib.load(item["label"]).dataobj) > 0
     assert 0.5 * measured < (a["image"] - base["image"])[inside].std() < 2.0 * measured
     assert (a["image"][~inside] == 0).all()
     assert ig["record"]["scanner_noise"]["sigma"] == 0.02
@@ -287,9 +306,10 @@ def test_scanner_noise_follows_the_informed_slice_and_is_recorded(tiny, tiny_dem
     with synth.variant({"scanner_noise": 0.05}):
         assert synth.synthesize(item["label"], 5, "case", **kw)["record"]["scanner_noise"]["sigma"] == 0.05
     np.testing.assert_array_equal(synth.synthesize(item["label"], 5, "case", **kw)["image"], base["image"])
-    with pytest.raises(Gem3dInputError, match="scanner_noise"):
-        with synth.variant({"scanner_noise": "loud"}):
-            pass
+    for bad in ({"scanner_noise": "loud"}, {"scanner_noise_fraction": -1}):
+        with pytest.raises(Gem3dInputError, match="scanner_noise"):
+            with synth.variant(bad):
+                pass
     with pytest.raises(RuntimeError) as refused:  # monai.bundle wraps what the constructor raises
         build_synthesizer(tiny, scanner_noise=-1)
     assert isinstance(refused.value.__cause__, Gem3dInputError) and "scanner_noise must be" in str(

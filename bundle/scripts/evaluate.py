@@ -48,23 +48,33 @@ DEFAULT_ROWS = {
     "reward_tuned_true_ddim_eta1": {"informed": {"mode": "true"}, "network": "reward", "solver": "ddim", "eta": 1.0},
     "gem3d_true_ddim_eta1": {"informed": {"mode": "true"}, "solver": "ddim", "eta": 1.0},
     "no_inpainting_true": {"informed": {"mode": "true"}, "inpaint": False},
-    "mask_only_baseline": {"informed": {"mode": "none"}, "network": "mask_only"},
-    # the paper's independent starting noise per slice (the remedy for slice-to-slice flicker switched off)
-    "gem3d_ic_independent_noise": {"informed": {"mode": "ic"}, "noise_correlation": 0.0},
+    # no scanner noise: its fidelity is compared with the true-slice rows, which get none either
+    "mask_only_baseline": {"informed": {"mode": "none"}, "network": "mask_only", "scanner_noise": "none"},
+    # the paper's sampler: independent starting noise per slice and no scanner noise (the remedies switched off)
+    "gem3d_ic_independent_noise": {"informed": {"mode": "ic"}, "noise_correlation": 0.0, "scanner_noise": "none"},
     "gem3d_true_independent_noise": {"informed": {"mode": "true"}, "noise_correlation": 0.0},
     "stage1_only_true_independent_noise": {"informed": {"mode": "true"}, "network": "stage1", "noise_correlation": 0.0},
     # the decoder with cross-slice layers (Video-LDM style) against the 2D decoder slice by slice
     "gem3d_true_volume_decoder": {"informed": {"mode": "true"}, "decoder": "volume"},
     "gem3d_true_slice_decoder": {"informed": {"mode": "true"}, "decoder": "slice"},
-    # the informed scan's own noise level given back to the decoded volume (scanner_noise.py)
-    "gem3d_true_scanner_noise": {"informed": {"mode": "true"}, "scanner_noise": "informed"},
-    "gem3d_ic_scanner_noise": {"informed": {"mode": "ic"}, "scanner_noise": "informed"},
+    # the informed scan's whole noise level given back to the decoded volume (scanner_noise.py; the default gives
+    # 0.7 of it, and none with the true slice)
+    "gem3d_true_scanner_noise": {
+        "informed": {"mode": "true"},
+        "scanner_noise": "informed",
+        "scanner_noise_fraction": 1,
+    },
+    "gem3d_ic_scanner_noise": {"informed": {"mode": "ic"}, "scanner_noise": "informed", "scanner_noise_fraction": 1},
     "gem3d_true_volume_decoder_scanner_noise": {
         "informed": {"mode": "true"},
         "decoder": "volume",
         "noise_correlation": 0.3,
         "scanner_noise": "informed",
+        "scanner_noise_fraction": 1,
     },
+    # the default until 0.15.0: starting noise correlated 0.7 between slices, no scanner noise
+    "gem3d_ic_until_0_15": {"informed": {"mode": "ic"}, "noise_correlation": 0.7, "scanner_noise": "none"},
+    "gem3d_true_until_0_15": {"informed": {"mode": "true"}, "noise_correlation": 0.7, "scanner_noise": "none"},
     # co-denoising with shifting windows (sampling/blend.py) against the paper's propagation
     "gem3d_true_blend": {"informed": {"mode": "true"}, "scheme": "blend"},
     "gem3d_ic_blend": {"informed": {"mode": "ic"}, "scheme": "blend"},

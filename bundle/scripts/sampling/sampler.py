@@ -33,7 +33,7 @@ class SamplerSettings:
     precision: str = "auto"
     # correlation of the starting noise between neighbouring slices (AR(1) along z, PYoCo's progressive noise);
     # 0 draws every slice independently (the paper), which leaves slice-to-slice flicker (BENCHMARKS.md)
-    noise_correlation: float = 0.7
+    noise_correlation: float = 0.5
     # "propagate": the paper's window-by-window propagation; "blend": every slice co-denoised at every step by
     # shifting windows (sampling/blend.py)
     scheme: str = "propagate"

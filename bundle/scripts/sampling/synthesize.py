@@ -25,7 +25,9 @@ from ..precision import resolve_precision
 from .informed import informed_latent
 from .model import DECODERS
 from .sampler import SCHEMES, PropagationSampler, SamplerSettings
-from .scanner_noise import add_scanner_noise
+from .scanner_noise import DEFAULT_FRACTION as DEFAULT_NOISE_FRACTION
+from .scanner_noise import DEFAULT_SETTING as DEFAULT_NOISE
+from .scanner_noise import add_scanner_noise, check_fraction
 from .scanner_noise import check_setting as check_noise_setting
 from .scanner_noise import noise_level
 from .window_plan import check_parameters
@@ -37,7 +39,7 @@ class Synthesizer:
     """Turns one mask into one synthetic volume; every parameter that shaped the result goes into its record."""
 
     # a backend's own settings that ``variant`` may override too; ``window_weights`` names the window model in use
-    variant_attributes: tuple = ("decoder", "window_weights", "scanner_noise")
+    variant_attributes: tuple = ("decoder", "window_weights", "scanner_noise", "scanner_noise_fraction")
 
     def __init__(
         self,
@@ -61,15 +63,17 @@ class Synthesizer:
         noise_correlation: float = SamplerSettings.noise_correlation,
         decoder: str = "slice",
         window_weights: str = "stage2",
-        scanner_noise: str | float = "none",
+        scanner_noise: str | float = DEFAULT_NOISE,
         scanner_noise_fallback: float = 0.0,
         scheme: str = SamplerSettings.scheme,
+        scanner_noise_fraction: float = DEFAULT_NOISE_FRACTION,
     ):
         self.model = model
         self.decoder = decoder
         self.window_weights = str(window_weights)
         self.scanner_noise = scanner_noise
         self.scanner_noise_fallback = float(scanner_noise_fallback)
+        self.scanner_noise_fraction = scanner_noise_fraction
         self.cfg = {
             "grid": grid,
             "labels": labels,
@@ -82,7 +86,7 @@ class Synthesizer:
             overlap=int(overlap),
             steps=int(steps),
             eta=float(eta),
-            inpaint=bool(inpaint),
+            inpaint=as_flag(inpaint, "inpaint"),
             precision=str(precision),
             noise_correlation=float(noise_correlation),
             scheme=str(scheme),
@@ -97,7 +101,9 @@ class Synthesizer:
         self.informed = dict(informed or {"mode": "ic"})
         self.augment = AugmentSettings.preset(augment) if isinstance(augment, str) else augment
         # zeroing outside the mask is right only where the mask's foreground is the whole anatomy (a brain mask)
-        self.zero_background = labels.covers_anatomy if zero_background is None else bool(zero_background)
+        self.zero_background = (
+            labels.covers_anatomy if zero_background is None else as_flag(zero_background, "zero_background")
+        )
         self.sampler = self._make_sampler(progress)
 
     @property
@@ -120,6 +126,15 @@ class Synthesizer:
     @scanner_noise.setter
     def scanner_noise(self, value) -> None:
         self._scanner_noise = str(check_noise_setting(value))
+
+    @property
+    def scanner_noise_fraction(self) -> float:
+        """The share of the informed slice's noise level that "informed" and "auto" add."""
+        return self._scanner_noise_fraction
+
+    @scanner_noise_fraction.setter
+    def scanner_noise_fraction(self, value) -> None:
+        self._scanner_noise_fraction = check_fraction(value)
 
     def _make_sampler(self, progress: bool):
         return PropagationSampler(lambda: self.model.window_net, self.model.scheduler, self.settings, progress=progress)
@@ -154,7 +169,8 @@ class Synthesizer:
             fields = {k: overrides.pop(k) for k in list(overrides) if k in SamplerSettings.__dataclass_fields__}
             if overrides:
                 raise Gem3dInputError(f"unknown synthesis overrides {sorted(overrides)}")
-            settings = replace(self.settings, **fields)
+            flags = {k: as_flag(v, k) for k, v in fields.items() if isinstance(getattr(self.settings, k), bool)}
+            settings = replace(self.settings, **{**fields, **flags})
             if "precision" in fields:
                 settings, self.precision_reason = _check_settings(settings, self.model.device)
             else:
@@ -275,15 +291,19 @@ class Synthesizer:
         m = torch.from_numpy(np.moveaxis(mask_ms, 2, 0).copy())
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
         latents = self.sampler.sample(mask_lat, inf_lat, position, generator, mask_only=inf_record["mode"] == "none")
-        image, noise = self._add_scanner_noise(
-            self.model.decode(latents, self.decoder), rng, inf_record.get("noise_sigma")
+        image, added = self._add_scanner_noise(
+            self.model.decode(latents, self.decoder), rng, inf_record.get("noise_sigma"), inf_record["mode"]
         )
         generation = {"backend": "gem3d", "position": position, "informed": inf_record, "decoder": self.decoder}
-        return image, {**generation, "window_weights": self.window_weights, "scanner_noise": noise}
+        return image, {**generation, "window_weights": self.window_weights, "scanner_noise": added}
 
-    def _add_scanner_noise(self, image: np.ndarray, rng, informed_sigma: float | None) -> tuple[np.ndarray, dict]:
+    def _add_scanner_noise(
+        self, image: np.ndarray, rng, informed_sigma: float | None, informed_mode: str
+    ) -> tuple[np.ndarray, dict]:
         """The decoded model-space image with the scanner noise ``scanner_noise`` asks for, and its record."""
-        sigma, source = noise_level(self.scanner_noise, informed_sigma, self.scanner_noise_fallback)
+        sigma, source = noise_level(
+            self.scanner_noise, informed_sigma, self.scanner_noise_fallback, informed_mode, self.scanner_noise_fraction
+        )
         record = {"setting": self.scanner_noise, "sigma": round(sigma, 5), "source": source}
         return add_scanner_noise(image, sigma, rng, self.cfg["modality"]), record
 
@@ -328,6 +348,17 @@ def pick_solver(options: dict, name: str, what: str = "solver"):
     if name not in options:
         raise Gem3dInputError(f"unknown {what} {name!r}; known {what}s: {sorted(options)}")
     return options[name]
+
+
+def as_flag(value, name: str) -> bool:
+    """A switch given as a bool, 0 / 1, or the words true / false (a command line's ``{"inpaint": false}`` arrives
+    as the string "false", which ``bool`` would read as True); anything else is refused."""
+    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+        return bool(value)
+    words = {"true": True, "false": False}
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise Gem3dInputError(f"{name} must be true or false, not {value!r}")
 
 
 def _check_settings(settings: SamplerSettings, device) -> tuple[SamplerSettings, str]:

@@ -13,6 +13,8 @@ import torch
 from ..data.conditioning import mask_onehot
 from ..data.volume_latents import pad_volume
 from .sampler import SamplerSettings, denoise
+from .scanner_noise import DEFAULT_FRACTION as DEFAULT_NOISE_FRACTION
+from .scanner_noise import DEFAULT_SETTING as DEFAULT_NOISE
 from .synthesize import Synthesizer
 
 
@@ -37,7 +39,7 @@ class VolumeSampler:
 
 
 class VolumeSynthesizer(Synthesizer):
-    variant_attributes = ("conditioning_scale", "scanner_noise")
+    variant_attributes = ("conditioning_scale", "scanner_noise", "scanner_noise_fraction")
 
     def __init__(
         self,
@@ -53,8 +55,9 @@ class VolumeSynthesizer(Synthesizer):
         precision: str = SamplerSettings.precision,
         solvers: dict | None = None,
         conditioning_scale: float = 1.0,
-        scanner_noise: str | float = "none",
+        scanner_noise: str | float = DEFAULT_NOISE,
         scanner_noise_fallback: float = 0.0,
+        scanner_noise_fraction: float = DEFAULT_NOISE_FRACTION,
     ):
         self.conditioning_scale = float(conditioning_scale)
         super().__init__(
@@ -72,6 +75,7 @@ class VolumeSynthesizer(Synthesizer):
             solvers=solvers,
             scanner_noise=scanner_noise,
             scanner_noise_fallback=scanner_noise_fallback,
+            scanner_noise_fraction=scanner_noise_fraction,
         )
 
     def _make_sampler(self, progress: bool) -> VolumeSampler:
@@ -86,9 +90,9 @@ class VolumeSynthesizer(Synthesizer):
         latent = self.sampler.sample(cond, self.model.latent_shape(padded.shape), generator, self.conditioning_scale)
         x, y, z = mask_ms.shape
         # no informed slice: "informed" noise is the training scans' level
-        image, noise = self._add_scanner_noise(self.model.decode(latent)[:x, :y, :z], rng, None)
+        image, added = self._add_scanner_noise(self.model.decode(latent)[:x, :y, :z], rng, None, "none")
         record = {
-            "scanner_noise": noise,
+            "scanner_noise": added,
             "backend": "medlord",
             "informed": {"mode": "none", "note": "the 3D backend takes no informed slice"},
             "conditioning_scale": self.conditioning_scale,
