@@ -63,6 +63,7 @@ def test_modes_keep_geometry_and_are_deterministic(tiny, tiny_demo, tmp_path, mo
     b = synth.synthesize(mask_path, 7, "case", **kw)
     assert a["image"].shape == m.shape and a["image"].dtype == np.float32
     np.testing.assert_array_equal(a["image"], b["image"])
+    assert a["image"].min() >= 0.0 and a["image"].max() <= 1.0  # delivered in the model's intensity range
     np.testing.assert_array_equal(a["mask"], m)
     assert (a["image"][m == 0] == 0).all()
     assert a["record"]["informed"]["mode"] == mode

@@ -309,9 +309,11 @@ class Synthesizer:
 
 
 def delivered(image: np.ndarray, mask: np.ndarray, zero_background: bool) -> np.ndarray:
-    """A generated image as gem3d delivers it: non-negative float32, zero outside ``mask`` where the mask is the whole
-    anatomy (``zero_background``). On the mask's grid for the user; in model space for the reward critics."""
-    image = np.clip(np.asarray(image, np.float32), 0.0, None)
+    """A generated image as gem3d delivers it: float32 in [0, 1], the model intensities that real scans are mapped to
+    (clipped there too; the decoder and the scanner noise overshoot 1 at a few bright voxels), zero outside ``mask``
+    where the mask is the whole anatomy (``zero_background``). On the mask's grid for the user; in model space for the
+    reward critics."""
+    image = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
     return np.where(np.asarray(mask) > 0, image, 0.0).astype(np.float32) if zero_background else image
 
 
