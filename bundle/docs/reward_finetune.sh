@@ -50,6 +50,23 @@ for PAIR in "critics_hardened [1.0, 1.5, 2.0] hardened_sweep" "critics_two_sided
       --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" --reward_eval_file "bundle/eval/reward/${NAME}_$G.json"
   done
 done
+# 3e. adversarial critics (0.16.0; BENCHMARKS "Adversarial critics"): the fourth run's policy, reward, modes and batch,
+#     the planes critic retrained on every iteration's rollouts (4 discriminator steps), the held-out check scored by
+#     the fixed two-sided critics of 3d; the weights it keeps go to models/ (moved to runs/ afterwards: not shipped);
+#     then the reward along the gains under the critic the run ended with and under the shipped one
+$B "[$R,'bundle/configs/finetune_reward.json']" --stage reward_adversarial --reward_trainable gains --reward_weights_file volume_reward_adversarial.pt \
+  --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" \
+  --reward_lr 0.01 --reward_clip_range 0.0005 --reward_anchor_weight 10 --reward_masks_per_iteration 4 --reward_samples_per_mask 4 \
+  --reward_iterations_per_epoch 2 --max_epochs 5 --reward_adversarial_steps 4 \
+  --reward_keeper_critic_files "{'slice': 'bundle/runs/critics_two_sided/critic_slice.pt', 'planes': 'bundle/runs/critics_two_sided/critic_planes.pt', 'volume': 'bundle/models/critic_volume.pt'}"
+mv bundle/models/volume_reward_adversarial.pt bundle/runs/reward_adversarial/
+for G in 1.0 1.5 2.0; do
+  for CRITIC in "adversarial bundle/runs/reward_adversarial/critic_planes.pt" "shipped016 bundle/models/critic_planes.pt"; do
+    $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights stage2 --reward_eval_gain $G \
+      --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" --reward_rollout_informed "[{'mode': 'true'}, {'mode': 'ic'}]" \
+      --critic_files#planes "${CRITIC#* }" --reward_eval_file "bundle/eval/reward/${CRITIC%% *}_gain_$G.json"
+  done
+done
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
