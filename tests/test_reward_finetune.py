@@ -437,10 +437,11 @@ def test_critic_inputs_and_the_reward_mix(tmp_path):
 
 
 class _Reward:
-    """What AdversarialCritics needs of a MultiScaleReward: the mix weights and the critics by kind."""
+    """What AdversarialCritics needs of a MultiScaleReward: the mix weights, the critics by kind and what share of
+    anatomy a plane needs to be scored."""
 
     def __init__(self, critics: dict):
-        self.weights, self.critics = {k: 1.0 for k in critics}, critics
+        self.weights, self.critics, self.min_foreground = {k: 1.0 for k in critics}, critics, 0.05
 
 
 def _textured(rng, n: int, noise: float) -> list[np.ndarray]:

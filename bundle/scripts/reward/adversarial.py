@@ -5,8 +5,9 @@ direction in which the critic extrapolates and is paid for it (BENCHMARKS, "Rewa
 the hardened critics). Here the reward's critics take a few discriminator steps after every PPO iteration, on that
 iteration's own rollouts (generated, target 0) against real training volumes (target 1), as a GAN's discriminator
 does, so a texture that a fixed critic likes stops paying as soon as the policy produces it. Volumes go to the
-critics exactly as the reward scores them (``critic_data.critic_inputs``). The critics' weights and optimiser states
-are part of the run's checkpoint, so a resumed run continues with the critics it had.
+critics exactly as the reward scores them (``critic_data.critic_inputs``, with the reward's ``min_foreground``). The
+critics' weights and optimiser states are part of the run's checkpoint, so a resumed run continues with the critics
+it had.
 
 The reward that trains the policy then changes from iteration to iteration and cannot rank iterations; the held-out
 check (``BestRewardKeeper``) scores with a reward of its own, whose critics stay fixed.
@@ -22,7 +23,7 @@ import torch
 
 from ..errors import Gem3dInputError
 from ..io import save_torch
-from .critic_data import critic_inputs
+from .critic_data import stacked_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ class AdversarialCritics:
     def real_inputs(self, kind: str) -> np.ndarray:
         """Every real volume's inputs for a critic of ``kind``, computed once."""
         if kind not in self._real_inputs:
-            parts = [critic_inputs(np.asarray(v["image"], np.float32)[0], kind) for v in self.real]
-            self._real_inputs[kind] = np.concatenate([p for p in parts if len(p)])
+            images = [np.asarray(v["image"], np.float32)[0] for v in self.real]
+            self._real_inputs[kind] = stacked_inputs(images, kind, self.reward.min_foreground)
         return self._real_inputs[kind]
 
     def _batch(self, inputs: np.ndarray) -> torch.Tensor:
@@ -81,9 +82,8 @@ class AdversarialCritics:
         gap the critic had on these rollouts)."""
         stats = {}
         for kind in self.kinds:
-            fake = [critic_inputs(v, kind) for v in volumes]
-            fake = np.concatenate([f for f in fake if len(f)]) if any(len(f) for f in fake) else None
-            if fake is None:
+            fake = stacked_inputs(volumes, kind, self.reward.min_foreground)
+            if not len(fake):
                 continue
             net, opt = self.critic(kind), self.optimizer(kind)
             device = next(net.parameters()).device

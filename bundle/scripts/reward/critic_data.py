@@ -111,6 +111,13 @@ def critic_inputs(volume: np.ndarray, kind: str, min_foreground: float = 0.05) -
     return np.stack(out)[:, None] if out else np.zeros((0, 1, 1, 1), np.float32)
 
 
+def stacked_inputs(volumes, kind: str, min_foreground: float = 0.05) -> np.ndarray:
+    """The ``critic_inputs`` of several (S, S, Z) volumes in one (K, 1, ...) array; K is 0 when none has any."""
+    parts = [critic_inputs(v, kind, min_foreground) for v in volumes]
+    parts = [p for p in parts if len(p)]
+    return np.concatenate(parts) if parts else np.zeros((0, 1, 1, 1), np.float32)
+
+
 class CriticDataset(Dataset):
     """Real (target 1) against generated (target 0) critic inputs (``critic_inputs``) of whole volumes."""
 
