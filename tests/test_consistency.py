@@ -7,7 +7,13 @@ from scripts.data.demo_phantom import make_patient
 from scripts.errors import Gem3dInputError
 from scripts.metrics.consistency import adjacent_slice_ssim, consistency, gradient_anisotropy, relative_to
 from scripts.sampling.sampler import correlated_noise
-from scripts.sampling.scanner_noise import add_scanner_noise, check_setting, estimate_noise_sigma, noise_level
+from scripts.sampling.scanner_noise import (
+    add_scanner_noise,
+    check_kind,
+    check_setting,
+    estimate_noise_sigma,
+    noise_level,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +77,27 @@ def test_scanner_noise_level_is_measured_and_reproduced(sigma):
     noisy = np.where(fg, add_scanner_noise(clean, sigma, rng), 0.0)
     assert estimate_noise_sigma(noisy) == pytest.approx(sigma, rel=0.15)
     # a stack pools its slices; Gaussian noise for CT
-    stack = np.stack([noisy, np.where(fg, add_scanner_noise(clean, sigma, rng, "ct"), 0.0)], axis=2)
+    stack = np.stack([noisy, np.where(fg, add_scanner_noise(clean, sigma, rng, "gaussian"), 0.0)], axis=2)
     assert estimate_noise_sigma(stack) == pytest.approx(sigma, rel=0.15)
     assert estimate_noise_sigma(np.zeros((8, 8))) == 0.0
+
+
+def test_scanner_noise_kinds_keep_or_bias_the_mean():
+    """Rician noise (a magnitude) raises the mean of dark tissue; Gaussian noise, the default, keeps it; any other
+    kind is refused."""
+    rng = np.random.default_rng(0)
+    dark, sigma = np.full((128, 128), 0.05, np.float32), 0.04
+    rician = add_scanner_noise(dark, sigma, rng, "rician")
+    gaussian = add_scanner_noise(dark, sigma, rng, "gaussian")
+    assert rician.mean() - 0.05 > 0.01 and (rician >= 0).all()
+    assert abs(gaussian.mean() - 0.05) < 0.002 and gaussian.std() == pytest.approx(sigma, rel=0.05)
+    default, named = (add_scanner_noise(dark, sigma, np.random.default_rng(1), *k) for k in ((), ("gaussian",)))
+    np.testing.assert_array_equal(default, named)
+    for bad in ("pink", "modality", None):
+        with pytest.raises(Gem3dInputError, match="scanner_noise_kind"):
+            check_kind(bad)
+        with pytest.raises(Gem3dInputError, match="scanner_noise_kind"):
+            add_scanner_noise(dark, sigma, rng, bad)
 
 
 def test_scanner_noise_settings_and_their_levels():

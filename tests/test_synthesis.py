@@ -292,6 +292,15 @@ def test_scanner_noise_follows_the_informed_slice_and_is_recorded(tiny, tiny_dem
         ]
     inside = np.asarray(nib.load(item["label"]).dataobj) > 0
     assert 0.5 * ic_rec["sigma"] < (ic["image"] - ic_clean)[inside].std() < 2.0 * ic_rec["sigma"]
+    assert ic_rec["kind"] == "gaussian"
+    with synth.variant({"scanner_noise_kind": "rician"}):
+        ic_rician = synth.synthesize(item["label"], 5, "case", **{**kw, "informed": {**synth.informed, "mode": "ic"}})
+    assert ic_rician["record"]["scanner_noise"]["kind"] == "rician"
+    assert ic_rician["record"]["scanner_noise"]["sigma"] == ic_rec["sigma"]
+    # zero-mean: the mean brightness inside stays the clean volume's, Rician's rises (delivered volumes are clipped
+    # at 0, so the Gaussian mean may rise by a little in dark voxels)
+    gauss_shift, rician_shift = (float((v - ic_clean)[inside].mean()) for v in (ic["image"], ic_rician["image"]))
+    assert abs(gauss_shift) < rician_shift
     with synth.variant({"scanner_noise": "informed", "scanner_noise_fraction": 1.0}):
         a = synth.synthesize(item["label"], 5, "case", **kw)
         b = synth.synthesize(item["label"], 5, "case", **kw)
@@ -307,7 +316,7 @@ def test_scanner_noise_follows_the_informed_slice_and_is_recorded(tiny, tiny_dem
     with synth.variant({"scanner_noise": 0.05}):
         assert synth.synthesize(item["label"], 5, "case", **kw)["record"]["scanner_noise"]["sigma"] == 0.05
     np.testing.assert_array_equal(synth.synthesize(item["label"], 5, "case", **kw)["image"], base["image"])
-    for bad in ({"scanner_noise": "loud"}, {"scanner_noise_fraction": -1}):
+    for bad in ({"scanner_noise": "loud"}, {"scanner_noise_fraction": -1}, {"scanner_noise_kind": "pink"}):
         with pytest.raises(Gem3dInputError, match="scanner_noise"):
             with synth.variant(bad):
                 pass

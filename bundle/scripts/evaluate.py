@@ -57,24 +57,33 @@ DEFAULT_ROWS = {
     # the decoder with cross-slice layers (Video-LDM style) against the 2D decoder slice by slice
     "gem3d_true_volume_decoder": {"informed": {"mode": "true"}, "decoder": "volume"},
     "gem3d_true_slice_decoder": {"informed": {"mode": "true"}, "decoder": "slice"},
-    # the informed scan's whole noise level given back to the decoded volume (scanner_noise.py; the default gives
-    # 0.7 of it, and none with the true slice)
+    # the informed scan's whole noise level given back to the decoded volume, as Rician noise when they were measured
+    # (scanner_noise.py; the default gives 0.7 of it as Gaussian noise, and none with the true slice)
     "gem3d_true_scanner_noise": {
         "informed": {"mode": "true"},
         "scanner_noise": "informed",
         "scanner_noise_fraction": 1,
+        "scanner_noise_kind": "rician",
     },
-    "gem3d_ic_scanner_noise": {"informed": {"mode": "ic"}, "scanner_noise": "informed", "scanner_noise_fraction": 1},
+    "gem3d_ic_scanner_noise": {
+        "informed": {"mode": "ic"},
+        "scanner_noise": "informed",
+        "scanner_noise_fraction": 1,
+        "scanner_noise_kind": "rician",
+    },
     "gem3d_true_volume_decoder_scanner_noise": {
         "informed": {"mode": "true"},
         "decoder": "volume",
         "noise_correlation": 0.3,
         "scanner_noise": "informed",
         "scanner_noise_fraction": 1,
+        "scanner_noise_kind": "rician",
     },
     # the default until 0.15.0: starting noise correlated 0.7 between slices, no scanner noise
     "gem3d_ic_until_0_15": {"informed": {"mode": "ic"}, "noise_correlation": 0.7, "scanner_noise": "none"},
     "gem3d_true_until_0_15": {"informed": {"mode": "true"}, "noise_correlation": 0.7, "scanner_noise": "none"},
+    # the default of 0.16.0: the scanner noise Rician (magnitude) instead of zero-mean Gaussian
+    "gem3d_ic_0_16": {"informed": {"mode": "ic"}, "scanner_noise_kind": "rician"},
     # co-denoising with shifting windows (sampling/blend.py) against the paper's propagation
     "gem3d_true_blend": {"informed": {"mode": "true"}, "scheme": "blend"},
     "gem3d_ic_blend": {"informed": {"mode": "ic"}, "scheme": "blend"},

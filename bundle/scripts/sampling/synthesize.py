@@ -26,8 +26,9 @@ from .informed import informed_latent
 from .model import DECODERS
 from .sampler import SCHEMES, PropagationSampler, SamplerSettings
 from .scanner_noise import DEFAULT_FRACTION as DEFAULT_NOISE_FRACTION
+from .scanner_noise import DEFAULT_KIND as DEFAULT_NOISE_KIND
 from .scanner_noise import DEFAULT_SETTING as DEFAULT_NOISE
-from .scanner_noise import add_scanner_noise, check_fraction
+from .scanner_noise import add_scanner_noise, check_fraction, check_kind
 from .scanner_noise import check_setting as check_noise_setting
 from .scanner_noise import noise_level
 from .window_plan import check_parameters
@@ -39,7 +40,13 @@ class Synthesizer:
     """Turns one mask into one synthetic volume; every parameter that shaped the result goes into its record."""
 
     # a backend's own settings that ``variant`` may override too; ``window_weights`` names the window model in use
-    variant_attributes: tuple = ("decoder", "window_weights", "scanner_noise", "scanner_noise_fraction")
+    variant_attributes: tuple = (
+        "decoder",
+        "window_weights",
+        "scanner_noise",
+        "scanner_noise_fraction",
+        "scanner_noise_kind",
+    )
 
     def __init__(
         self,
@@ -67,6 +74,7 @@ class Synthesizer:
         scanner_noise_fallback: float = 0.0,
         scheme: str = SamplerSettings.scheme,
         scanner_noise_fraction: float = DEFAULT_NOISE_FRACTION,
+        scanner_noise_kind: str = DEFAULT_NOISE_KIND,
     ):
         self.model = model
         self.decoder = decoder
@@ -74,6 +82,7 @@ class Synthesizer:
         self.scanner_noise = scanner_noise
         self.scanner_noise_fallback = float(scanner_noise_fallback)
         self.scanner_noise_fraction = scanner_noise_fraction
+        self.scanner_noise_kind = scanner_noise_kind
         self.cfg = {
             "grid": grid,
             "labels": labels,
@@ -135,6 +144,15 @@ class Synthesizer:
     @scanner_noise_fraction.setter
     def scanner_noise_fraction(self, value) -> None:
         self._scanner_noise_fraction = check_fraction(value)
+
+    @property
+    def scanner_noise_kind(self) -> str:
+        """The noise's distribution: "gaussian" (zero mean, the default) or "rician" (magnitude noise)."""
+        return self._scanner_noise_kind
+
+    @scanner_noise_kind.setter
+    def scanner_noise_kind(self, value) -> None:
+        self._scanner_noise_kind = check_kind(value)  # refused when set (a variant too), not after sampling
 
     def _make_sampler(self, progress: bool):
         return PropagationSampler(lambda: self.model.window_net, self.model.scheduler, self.settings, progress=progress)
@@ -304,8 +322,9 @@ class Synthesizer:
         sigma, source = noise_level(
             self.scanner_noise, informed_sigma, self.scanner_noise_fallback, informed_mode, self.scanner_noise_fraction
         )
-        record = {"setting": self.scanner_noise, "sigma": round(sigma, 5), "source": source}
-        return add_scanner_noise(image, sigma, rng, self.cfg["modality"]), record
+        kind = self.scanner_noise_kind
+        record = {"setting": self.scanner_noise, "sigma": round(sigma, 5), "source": source, "kind": kind}
+        return add_scanner_noise(image, sigma, rng, kind), record
 
 
 def delivered(image: np.ndarray, mask: np.ndarray, zero_background: bool) -> np.ndarray:

@@ -14,6 +14,7 @@ from ..data.conditioning import mask_onehot
 from ..data.volume_latents import pad_volume
 from .sampler import SamplerSettings, denoise
 from .scanner_noise import DEFAULT_FRACTION as DEFAULT_NOISE_FRACTION
+from .scanner_noise import DEFAULT_KIND as DEFAULT_NOISE_KIND
 from .scanner_noise import DEFAULT_SETTING as DEFAULT_NOISE
 from .synthesize import Synthesizer
 
@@ -39,7 +40,7 @@ class VolumeSampler:
 
 
 class VolumeSynthesizer(Synthesizer):
-    variant_attributes = ("conditioning_scale", "scanner_noise", "scanner_noise_fraction")
+    variant_attributes = ("conditioning_scale", "scanner_noise", "scanner_noise_fraction", "scanner_noise_kind")
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class VolumeSynthesizer(Synthesizer):
         scanner_noise: str | float = DEFAULT_NOISE,
         scanner_noise_fallback: float = 0.0,
         scanner_noise_fraction: float = DEFAULT_NOISE_FRACTION,
+        scanner_noise_kind: str = DEFAULT_NOISE_KIND,
     ):
         self.conditioning_scale = float(conditioning_scale)
         super().__init__(
@@ -76,6 +78,7 @@ class VolumeSynthesizer(Synthesizer):
             scanner_noise=scanner_noise,
             scanner_noise_fallback=scanner_noise_fallback,
             scanner_noise_fraction=scanner_noise_fraction,
+            scanner_noise_kind=scanner_noise_kind,
         )
 
     def _make_sampler(self, progress: bool) -> VolumeSampler:
