@@ -1,8 +1,10 @@
 """The propagation sampler with a recording fake denoiser: schedule, inpainting noise level, determinism."""
 
 import numpy as np
+import pytest
 import torch
 from monai.networks.schedulers import DDIMScheduler
+from scripts.data.conditioning import lesion_region, without_lesions
 from scripts.sampling.sampler import PropagationSampler, SamplerSettings
 from scripts.sampling.window_plan import plan_windows, waves
 
@@ -122,3 +124,62 @@ def test_mask_only_windows_carry_no_informed_slice_but_still_join():
     assert torch.count_nonzero(results[True][1]) == 0
     assert torch.count_nonzero(results[False][1]) > 0
     assert not torch.allclose(results[True][0], results[False][0])
+
+
+class MaskReadingDenoiser(torch.nn.Module):
+    """Predicts a fixed nonlinear function of the latents and of the mask channels, so that moving lesion occupancy
+    to the anatomy channel changes the prediction; records the batch size of every call."""
+
+    def __init__(self, channels=4, labels=5):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.channels, self.labels, self.batches = channels, labels, []
+
+    def forward(self, x, t):
+        self.batches.append(x.shape[0])
+        c, m = x[:, : self.channels], x[:, self.channels : self.channels + self.labels]
+        weights = torch.arange(1, self.labels + 1, dtype=x.dtype).view(1, -1, 1, 1, 1)
+        return torch.tanh(c) + (m * weights).sum(dim=1, keepdim=True) ** 2
+
+
+def _lesion_windows(hw=8, n=4):
+    """Two windows' latents and conditions (labels 0-4, lesions 2-4 in the first window only, anatomy 1)."""
+    g = torch.Generator().manual_seed(5)
+    mask = torch.zeros((2, 5, n, hw, hw))
+    mask[:, 0] = 0.5
+    mask[:, 1] = 0.5
+    mask[0, 1, 1, 2:4, 2:4], mask[0, 3, 1, 2:4, 2:4] = 0.0, 0.5  # a lesion in window 0, slice 1
+    cond = torch.cat([mask, torch.randn((2, 4, n, hw, hw), generator=g), torch.zeros((2, 1, n, hw, hw))], dim=1)
+    return torch.randn((2, 4, n, hw, hw), generator=g), cond
+
+
+def test_lesion_guidance_pushes_from_the_lesion_free_prediction_around_the_lesions_only():
+    x, cond = _lesion_windows()
+    lesions = ((2, 3, 4), 1)
+    reference = without_lesions(cond, *lesions)
+    assert torch.equal(reference[:, 2:5], torch.zeros_like(reference[:, 2:5]))
+    torch.testing.assert_close(reference[:, :5].sum(dim=1), cond[:, :5].sum(dim=1))  # occupancy still sums to 1
+    assert torch.equal(reference[:, 5:], cond[:, 5:]) and torch.equal(reference[1], cond[1])
+    region = lesion_region(cond, lesions[0])
+    assert region[0, 0, 1, 2, 2] == 1 and region[0, 0, 1, 7, 7] == 0 and region[1].max() == 0
+    assert region[0, 0, 0].max() == 1 and region[0, 0, 3].max() == 0  # one slice of margin across slices
+    assert 0 <= region.min() and region.max() <= 1
+
+    net = MaskReadingDenoiser()
+    plain = PropagationSampler(net, _scheduler(), SamplerSettings(4, 1, 2), progress=False, lesions=lesions)
+    c = plain.predict(x, 500, cond)
+    assert net.batches == [2]  # scale 1: one call, no reference rows
+    guided = PropagationSampler(net, _scheduler(), SamplerSettings(4, 1, 2), progress=False, lesions=lesions)
+    guided.lesion_guidance = 3.0
+    out = guided.predict(x, 500, cond)
+    assert net.batches[-1] == 3  # the reference for the one window that holds a lesion
+    u = plain.predict(x[:1], 500, reference[:1])
+    torch.testing.assert_close(out[0], c[0] + 2.0 * region[0] * (c[0] - u[0]))
+    assert not torch.equal(out[0], c[0])
+    assert torch.equal(out[1], c[1])  # a window without a lesion is the plain model's
+    assert torch.equal(out[0, :, 3], c[0, :, 3]) and torch.equal(out[0, :, 1, :, 7], c[0, :, 1, :, 7])
+    torch.testing.assert_close(guided.predict(x, 500, cond, 1.0), c)  # an explicit scale wins (re-scoring rollouts)
+    # scale 0 is the lesion-free prediction around the lesion
+    torch.testing.assert_close(guided.predict(x, 500, cond, 0.0)[0, :, 1, 2:4, 2:4], u[0, :, 1, 2:4, 2:4])
+    with pytest.raises(ValueError, match="lesion labels"):
+        PropagationSampler(net, _scheduler(), SamplerSettings(4, 1, 2)).predict(x, 500, cond, 2.0)

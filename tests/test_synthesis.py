@@ -3,6 +3,7 @@
 import json
 import os
 import re
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -264,6 +265,48 @@ def test_variant_switches_solver_precision_and_restores(tiny, tiny_demo, tmp_pat
         with synth.variant({"inpaint": "no thanks"}):
             pass
     assert synth.settings is settings and synth.sampler.settings is settings
+
+
+def test_lesion_guidance_follows_the_informed_slice_and_is_recorded(tiny, tiny_demo):
+    """``lesion_guidance``: "auto" (the default) is the plain model with the volume's own (true) slice, bit for bit,
+    and scale 2 with another scan's (IC); a given scale is used as given and recorded; values outside [0, 10] are
+    refused before sampling; a label set without lesions gets the plain model from "auto" and refuses a scale."""
+    item = next(i for i in _items(tiny_demo) if (np.asarray(nib.load(i["label"]).dataobj) > 1).any())
+    synth = build_synthesizer(tiny)
+    synth.sampler.progress = False
+    with torch.no_grad():  # MONAI zero-initialises the UNet's output layer: random weights let the mask matter
+        for param in synth.model.window_net.unet.out.parameters():
+            param.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(0))
+    true = dict(image_path=item["image"], informed={"mode": "true"})
+    ic = dict(informed={**synth.informed, "mode": "ic"})
+    base = synth.synthesize(item["label"], 3, "case", **true)
+    assert base["record"]["lesion_guidance"]["setting"] == "auto" and base["record"]["lesion_guidance"]["scale"] == 1
+    with synth.variant({"lesion_guidance": 1}):
+        np.testing.assert_array_equal(synth.synthesize(item["label"], 3, "case", **true)["image"], base["image"])
+    auto_ic = synth.synthesize(item["label"], 3, "case", **ic)
+    assert auto_ic["record"]["lesion_guidance"] == {"setting": "auto", "scale": 2.0, "source": "auto"}
+    with synth.variant({"lesion_guidance": 2}):
+        np.testing.assert_array_equal(synth.synthesize(item["label"], 3, "case", **ic)["image"], auto_ic["image"])
+    with synth.variant({"lesion_guidance": "1"}):
+        plain_ic = synth.synthesize(item["label"], 3, "case", **ic)
+    assert np.abs(auto_ic["image"] - plain_ic["image"]).max() > 1e-3
+    with synth.variant({"lesion_guidance": 2.5}):
+        guided = synth.synthesize(item["label"], 3, "case", **true)
+    assert guided["record"]["lesion_guidance"] == {"setting": "2.5", "scale": 2.5, "source": "given"}
+    assert np.abs(guided["image"] - base["image"]).max() > 1e-3
+    assert synth.lesion_guidance == "auto"
+    for bad in (-0.5, 11, float("nan"), "strong"):
+        with pytest.raises(Gem3dInputError, match="lesion_guidance must be"):
+            with synth.variant({"lesion_guidance": bad}):
+                pass
+    no_lesions = build_synthesizer(tiny)
+    no_lesions.sampler.progress = False
+    no_lesions.cfg["labels"] = replace(no_lesions.cfg["labels"], lesion_labels=())
+    rec = no_lesions.synthesize(item["label"], 3, "case", **ic)["record"]["lesion_guidance"]
+    assert rec["scale"] == 1.0 and "no lesion labels" in rec["source"]
+    with pytest.raises(Gem3dInputError, match="lesion_guidance needs a label set with lesion labels"):
+        with no_lesions.variant({"lesion_guidance": 2}):
+            pass
 
 
 def test_scanner_noise_follows_the_informed_slice_and_is_recorded(tiny, tiny_demo, tmp_path):

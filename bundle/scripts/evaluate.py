@@ -48,10 +48,21 @@ DEFAULT_ROWS = {
     "reward_tuned_true_ddim_eta1": {"informed": {"mode": "true"}, "network": "reward", "solver": "ddim", "eta": 1.0},
     "gem3d_true_ddim_eta1": {"informed": {"mode": "true"}, "solver": "ddim", "eta": 1.0},
     "no_inpainting_true": {"informed": {"mode": "true"}, "inpaint": False},
-    # no scanner noise: its fidelity is compared with the true-slice rows, which get none either
-    "mask_only_baseline": {"informed": {"mode": "none"}, "network": "mask_only", "scanner_noise": "none"},
-    # the paper's sampler: independent starting noise per slice and no scanner noise (the remedies switched off)
-    "gem3d_ic_independent_noise": {"informed": {"mode": "ic"}, "noise_correlation": 0.0, "scanner_noise": "none"},
+    # no scanner noise and no lesion guidance (Make-A-Volume has neither): its fidelity is compared with the
+    # true-slice rows, which get neither
+    "mask_only_baseline": {
+        "informed": {"mode": "none"},
+        "network": "mask_only",
+        "scanner_noise": "none",
+        "lesion_guidance": 1,
+    },
+    # the paper's sampler: independent starting noise per slice, no scanner noise, no lesion guidance
+    "gem3d_ic_independent_noise": {
+        "informed": {"mode": "ic"},
+        "noise_correlation": 0.0,
+        "scanner_noise": "none",
+        "lesion_guidance": 1,
+    },
     "gem3d_true_independent_noise": {"informed": {"mode": "true"}, "noise_correlation": 0.0},
     "stage1_only_true_independent_noise": {"informed": {"mode": "true"}, "network": "stage1", "noise_correlation": 0.0},
     # the decoder with cross-slice layers (Video-LDM style) against the 2D decoder slice by slice
@@ -80,10 +91,18 @@ DEFAULT_ROWS = {
         "scanner_noise_kind": "rician",
     },
     # the default until 0.15.0: starting noise correlated 0.7 between slices, no scanner noise
-    "gem3d_ic_until_0_15": {"informed": {"mode": "ic"}, "noise_correlation": 0.7, "scanner_noise": "none"},
+    "gem3d_ic_until_0_15": {
+        "informed": {"mode": "ic"},
+        "noise_correlation": 0.7,
+        "scanner_noise": "none",
+        "lesion_guidance": 1,
+    },
     "gem3d_true_until_0_15": {"informed": {"mode": "true"}, "noise_correlation": 0.7, "scanner_noise": "none"},
-    # the default of 0.16.0: the scanner noise Rician (magnitude) instead of zero-mean Gaussian
-    "gem3d_ic_0_16": {"informed": {"mode": "ic"}, "scanner_noise_kind": "rician"},
+    # the default of 0.16.0: Rician (magnitude) scanner noise, no lesion guidance
+    "gem3d_ic_0_16": {"informed": {"mode": "ic"}, "scanner_noise_kind": "rician", "lesion_guidance": 1},
+    # lesion guidance (sampling/lesion_guidance.py): the default command without it, and the true slice with it
+    "gem3d_ic_plain": {"informed": {"mode": "ic"}, "lesion_guidance": 1},
+    "gem3d_true_lesion_guidance_2": {"informed": {"mode": "true"}, "lesion_guidance": 2},
     # co-denoising with shifting windows (sampling/blend.py) against the paper's propagation
     "gem3d_true_blend": {"informed": {"mode": "true"}, "scheme": "blend"},
     "gem3d_ic_blend": {"informed": {"mode": "ic"}, "scheme": "blend"},

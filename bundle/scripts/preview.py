@@ -78,11 +78,12 @@ def zoom_box(shape, centre, zoom: float) -> tuple[tuple[slice, ...], tuple[int, 
 
 
 def save_comparison(
-    path: str, rows: list, title: str = "", affine=None, focus=None, overwrite=False, zoom: float = 1.0
+    path: str, rows: list, title: str = "", affine=None, focus=None, overwrite=False, zoom: float = 1.0, window=None
 ) -> str:
     """One row of axial, coronal and sagittal planes per ``(label, image, mask)`` of ``rows``, all through the same
     point (the first mask's ``focus`` labels): two generators' images for one mask, side by side. ``zoom`` > 1 shows
-    1/zoom of every axis around that point, where slice-to-slice banding is seen voxel by voxel."""
+    1/zoom of every axis around that point, where slice-to-slice banding is seen voxel by voxel. ``window`` (lo, hi)
+    gives every row the same grey levels (default: each row its own percentiles), so brightness compares too."""
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0) if affine is not None else (1.0, 1.0, 1.0)
     first = np.asarray(rows[0][1])
     centre = _centre(rows[0][2], first.shape, focus)
@@ -90,7 +91,7 @@ def save_comparison(
     fig, axes = new_figure(len(rows), 3, figsize=(9, 3.2 * len(rows)), squeeze=False)
     for ax_row, (label, image, mask) in zip(axes, rows):
         mask = np.asarray(mask)[box] if mask is not None else None
-        _draw_row(ax_row, np.asarray(image, np.float32)[box], mask, centre, _aspects(spacing), None, label)
+        _draw_row(ax_row, np.asarray(image, np.float32)[box], mask, centre, _aspects(spacing), window, label)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -36,3 +36,22 @@ def window_condition(
     if mask_only:
         inf, off = torch.zeros_like(inf), torch.zeros_like(off)
     return torch.cat([mask_lat.float(), inf.float(), off], dim=1).permute(1, 0, 2, 3).contiguous()
+
+
+def without_lesions(cond: torch.Tensor, lesion_labels: tuple, anatomy_label: int) -> torch.Tensor:
+    """A copy of window conditions (B, L + C + 1, n, h, w) (``window_condition``'s layout, batched) whose mask
+    channels have every lesion label's occupancy moved to ``anatomy_label``: the same patient without the lesions,
+    the reference that lesion guidance pushes away from."""
+    out = cond.clone()
+    lesions = list(lesion_labels)
+    out[:, anatomy_label] += out[:, lesions].sum(dim=1)
+    out[:, lesions] = 0.0
+    return out
+
+
+def lesion_region(cond: torch.Tensor, lesion_labels: tuple) -> torch.Tensor:
+    """(B, 1, n, h, w) weights in [0, 1] of window conditions' lesions and a margin around them: 1 on latent pixels
+    within 2 (in-plane) and 1 (across slices) of any lesion occupancy, falling to 0 over one more pixel in-plane."""
+    lesion = (cond[:, list(lesion_labels)].sum(dim=1, keepdim=True) > 0).float()
+    grown = F.max_pool3d(lesion, (3, 5, 5), stride=1, padding=(1, 2, 2))
+    return F.avg_pool3d(grown, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False)

@@ -26,19 +26,27 @@ class RolloutStep:
     prev: torch.Tensor  # (B, C, n, h, w) the drawn x_(t-1)
     free: torch.Tensor  # (B, n) the slices the policy generated
     logprob: torch.Tensor  # (B,) mean log-density of the drawn free slices
+    guidance: float = 1.0  # the lesion guidance the step was drawn with, which re-scoring must use too
 
 
 class RolloutSampler(PropagationSampler):
     """The propagation sampler with recorded stochastic DDIM steps (``trajectory``, one entry per step and wave)."""
 
-    def __init__(self, network, scheduler: LogProbDDIMScheduler, settings: SamplerSettings, progress: bool = False):
+    def __init__(
+        self,
+        network,
+        scheduler: LogProbDDIMScheduler,
+        settings: SamplerSettings,
+        progress: bool = False,
+        lesions: tuple | None = None,
+    ):
         if not isinstance(scheduler, LogProbDDIMScheduler):
             raise Gem3dInputError(f"rollouts need a LogProbDDIMScheduler, got {type(scheduler).__name__}")
         if settings.eta <= 0:
             raise Gem3dInputError(f"rollouts need stochastic steps (eta > 0), got eta={settings.eta}")
         if settings.scheme != "propagate":  # the recorded steps are per window of the propagation plan
             raise Gem3dInputError(f"rollouts use the propagation scheme, not {settings.scheme!r}")
-        super().__init__(network, scheduler, settings, progress)
+        super().__init__(network, scheduler, settings, progress, lesions)
         self.trajectory: list[RolloutStep] = []
 
     def step(self, x, t, cond, known, generator):
@@ -46,7 +54,7 @@ class RolloutSampler(PropagationSampler):
         prev, logprob = self.scheduler.step_with_logprob(
             self.predict(x, t, cond), t, x, self.settings.eta, generator, where=_slice_weight(free)
         )
-        self.trajectory.append(RolloutStep(x, cond, t, prev, free, logprob))
+        self.trajectory.append(RolloutStep(x, cond, t, prev, free, logprob, self.lesion_guidance))
         return prev
 
     def sample(self, *args, **kwargs):
@@ -61,7 +69,7 @@ class RolloutSampler(PropagationSampler):
     def logprob(self, step: RolloutStep) -> torch.Tensor:
         """(B,) log-density of the recorded draw under the network's current weights (differentiable)."""
         self.scheduler.set_timesteps(self.settings.steps)
-        pred = self.predict(step.x, step.t, step.cond)
+        pred = self.predict(step.x, step.t, step.cond, step.guidance)
         _, logprob = self.scheduler.step_with_logprob(
             pred, step.t, step.x, self.settings.eta, prev_sample=step.prev, where=_slice_weight(step.free)
         )
@@ -71,7 +79,9 @@ class RolloutSampler(PropagationSampler):
 def rollout_sampler(synthesizer, scheduler: LogProbDDIMScheduler, steps: int, eta: float) -> RolloutSampler:
     """A rollout sampler for ``synthesizer``'s window model, with its settings but ``steps`` stochastic steps."""
     settings = replace(synthesizer.settings, steps=int(steps), eta=float(eta))
-    return RolloutSampler(lambda: synthesizer.model.window_net, scheduler, settings, progress=False)
+    return RolloutSampler(
+        lambda: synthesizer.model.window_net, scheduler, settings, progress=False, lesions=synthesizer.sampler.lesions
+    )
 
 
 def _slice_weight(free: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from ..data.conditioning import window_condition
+from ..data.conditioning import lesion_region, window_condition, without_lesions
 from .blend import blend_sample
 from .window_plan import Window, plan_windows, waves
 
@@ -43,12 +43,26 @@ SCHEMES = ("propagate", "blend")
 
 
 class PropagationSampler:
-    """``network`` is the window model, or a function that returns it (loaded on first use)."""
+    """``network`` is the window model, or a function that returns it (loaded on first use).
 
-    def __init__(self, network, scheduler, settings: SamplerSettings | None = None, progress: bool = True):
+    ``lesion_guidance`` is the guidance scale g on the mask's lesions (set per volume by the synthesizer,
+    ``lesion_guidance.py``): around them the prediction is u + g (c - u), with c the prediction for the mask and u for
+    the same mask with its lesions relabelled as anatomy. 1 is the plain model (no extra network call); it needs
+    ``lesions``, the label set's (lesion labels, anatomy label)."""
+
+    def __init__(
+        self,
+        network,
+        scheduler,
+        settings: SamplerSettings | None = None,
+        progress: bool = True,
+        lesions: tuple | None = None,
+    ):
         self._network, self.scheduler = network, scheduler
         self.settings = settings or SamplerSettings()
         self.progress = progress
+        self.lesions = lesions
+        self.lesion_guidance = 1.0
 
     @property
     def network(self):
@@ -69,13 +83,31 @@ class PropagationSampler:
         k = known.view(known.shape[0], 1, -1, 1, 1)
         return torch.where(k, noisy, x)
 
-    def predict(self, x: torch.Tensor, t: int, cond: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, t: int, cond: torch.Tensor, guidance: float | None = None) -> torch.Tensor:
         """The window model's output for (B, C, n, h, w) latents ``x`` at timestep ``t`` (bf16 autocast when the
-        settings say so)."""
+        settings say so), lesion-guided by ``guidance`` (default: ``lesion_guidance``)."""
         device = x.device
+        scale = float(self.lesion_guidance if guidance is None else guidance)
+        inputs = torch.cat([x, cond], dim=1)
+        guided = None
+        if scale != 1.0:
+            if not self.lesions or not self.lesions[0]:
+                raise ValueError("lesion_guidance needs a label set with lesion labels")
+            region = lesion_region(cond, self.lesions[0])
+            guided = region.flatten(1).amax(dim=1) > 0
+            # the lesion-free reference rides in the same batch, for the windows that hold a lesion only
+            reference = torch.cat([x[guided], without_lesions(cond[guided], *self.lesions)], dim=1)
+            inputs = torch.cat([inputs, reference])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16"):
-            pred = self.network(torch.cat([x, cond], dim=1), torch.tensor(t, device=device).expand(x.shape[0]))
-        return pred.float()
+            pred = self.network(inputs, torch.tensor(t, device=device).expand(inputs.shape[0]))
+        pred = pred.float()
+        if guided is None or not guided.any():
+            return pred[: x.shape[0]]
+        out, reference = pred[: x.shape[0]].clone(), pred[x.shape[0] :]
+        # guided around the lesions only: the model also darkens the whole window for a bright lesion (scans are
+        # scaled by their brightest voxels), and that, amplified in the windows with a lesion alone, left seams
+        out[guided] += (scale - 1.0) * region[guided] * (out[guided] - reference)
+        return out
 
     def step(self, x: torch.Tensor, t: int, cond: torch.Tensor, known: torch.Tensor, generator) -> torch.Tensor:
         """One solver step of a wave; ``known`` (B, n) marks the slices held by inpainting (unused here; the

@@ -23,6 +23,8 @@ from ..data.model_space import ModelGrid, from_model_space, to_model_space
 from ..errors import Gem3dInputError
 from ..precision import resolve_precision
 from .informed import informed_latent
+from .lesion_guidance import DEFAULT_SETTING as DEFAULT_GUIDANCE
+from .lesion_guidance import check_guidance, guidance_scale
 from .model import DECODERS
 from .sampler import SCHEMES, PropagationSampler, SamplerSettings
 from .scanner_noise import DEFAULT_FRACTION as DEFAULT_NOISE_FRACTION
@@ -46,6 +48,7 @@ class Synthesizer:
         "scanner_noise",
         "scanner_noise_fraction",
         "scanner_noise_kind",
+        "lesion_guidance",
     )
 
     def __init__(
@@ -75,6 +78,7 @@ class Synthesizer:
         scheme: str = SamplerSettings.scheme,
         scanner_noise_fraction: float = DEFAULT_NOISE_FRACTION,
         scanner_noise_kind: str = DEFAULT_NOISE_KIND,
+        lesion_guidance: str | float = DEFAULT_GUIDANCE,
     ):
         self.model = model
         self.decoder = decoder
@@ -90,6 +94,7 @@ class Synthesizer:
             "modality": modality,
             "latent_channels": int(latent_channels),
         }
+        self.lesion_guidance = lesion_guidance  # checked against the label set, so after cfg
         self.settings = SamplerSettings(
             window=int(window),
             overlap=int(overlap),
@@ -154,8 +159,23 @@ class Synthesizer:
     def scanner_noise_kind(self, value) -> None:
         self._scanner_noise_kind = check_kind(value)  # refused when set (a variant too), not after sampling
 
+    @property
+    def lesion_guidance(self) -> str:
+        """ "auto" or a scale (as a string, like ``scanner_noise``; see ``lesion_guidance.py``)."""
+        return self._lesion_guidance
+
+    @lesion_guidance.setter
+    def lesion_guidance(self, value) -> None:
+        guidance_scale(value, None, self.cfg["labels"].lesion_labels)  # refused when set, not after sampling
+        self._lesion_guidance = str(check_guidance(value))
+
     def _make_sampler(self, progress: bool):
-        return PropagationSampler(lambda: self.model.window_net, self.model.scheduler, self.settings, progress=progress)
+        labels = self.cfg["labels"]
+        # lesion guidance's reference relabels the lesions as the anatomy they sit in (background without one)
+        lesions = (labels.lesion_labels, labels.anatomy_labels[0] if labels.anatomy_labels else 0)
+        return PropagationSampler(
+            lambda: self.model.window_net, self.model.scheduler, self.settings, progress=progress, lesions=lesions
+        )
 
     @property
     def solver(self) -> str:
@@ -308,12 +328,20 @@ class Synthesizer:
         )
         m = torch.from_numpy(np.moveaxis(mask_ms, 2, 0).copy())
         mask_lat = mask_to_latent_grid(m, self.cfg["num_labels"], inf_lat.shape[-1])
+        scale, source = guidance_scale(self.lesion_guidance, inf_record["mode"], self.cfg["labels"].lesion_labels)
+        self.sampler.lesion_guidance = scale
         latents = self.sampler.sample(mask_lat, inf_lat, position, generator, mask_only=inf_record["mode"] == "none")
         image, added = self._add_scanner_noise(
             self.model.decode(latents, self.decoder), rng, inf_record.get("noise_sigma"), inf_record["mode"]
         )
         generation = {"backend": "gem3d", "position": position, "informed": inf_record, "decoder": self.decoder}
-        return image, {**generation, "window_weights": self.window_weights, "scanner_noise": added}
+        guidance = {"setting": self.lesion_guidance, "scale": scale, "source": source}
+        return image, {
+            **generation,
+            "window_weights": self.window_weights,
+            "scanner_noise": added,
+            "lesion_guidance": guidance,
+        }
 
     def _add_scanner_noise(
         self, image: np.ndarray, rng, informed_sigma: float | None, informed_mode: str
