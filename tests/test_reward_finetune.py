@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -57,9 +58,9 @@ def _scheduler():
 class Denoiser(torch.nn.Module):
     """A small window 'model' with a parameter, mixing slices so that windows influence each other."""
 
-    def __init__(self):
+    def __init__(self, labels: int = 1):
         super().__init__()
-        self.conv = torch.nn.Conv3d(4 + 1 + 4 + 1, 4, 3, padding=1)  # latents, mask, informed, offset
+        self.conv = torch.nn.Conv3d(4 + labels + 4 + 1, 4, 3, padding=1)  # latents, mask, informed, offset
 
     def forward(self, x, t):
         return self.conv(x) * 0.1
@@ -98,6 +99,30 @@ def test_rollout_is_the_propagation_sampler_and_rescoring_gives_ratio_one():
     assert net.conv.weight.grad.abs().sum() > 0 and stats["clip_fraction"] == 0.0 and stats["approx_kl"] < 1e-10
     with pytest.raises(Gem3dInputError, match="eta > 0"):
         RolloutSampler(net, _scheduler(), SamplerSettings(eta=0.0))
+
+
+def test_guided_rollouts_record_their_scale_and_rescore_with_it():
+    """A rollout drawn with lesion guidance re-scores with the scale it was drawn with, whatever the sampler's scale
+    is by then (rollouts of the true and IC modes alternate, and "auto" guides only the second)."""
+    torch.manual_seed(0)
+    net = Denoiser(labels=3)  # mask labels: background, anatomy, lesion
+    with torch.no_grad():
+        net.conv.weight[:, 4 + 2] *= 100.0  # a lesion that matters to the prediction
+    settings = SamplerSettings(window=8, overlap=2, steps=3, eta=1.0, precision="fp32")
+    mask = torch.zeros(20, 3, 6, 6)
+    mask[:, 1] = 1.0
+    mask[8:12, 1, 2:4, 2:4], mask[8:12, 2, 2:4, 2:4] = 0.0, 1.0  # a lesion in slices 8-11
+    rollout = RolloutSampler(net, _scheduler(), settings, lesions=((2,), 1))
+    rollout.lesion_guidance = 2.0
+    rollout.sample(mask, torch.randn(4, 6, 6), 0.5, torch.Generator().manual_seed(3))
+    assert {s.guidance for s in rollout.trajectory} == {2.0}
+    rollout.lesion_guidance = 1.0
+    lesioned = [s for s in rollout.trajectory if s.cond[:, 2].any()]
+    assert lesioned
+    for step in lesioned:
+        torch.testing.assert_close(rollout.logprob(step), step.logprob)
+    plain = replace(lesioned[0], guidance=1.0)
+    assert (rollout.logprob(plain) - plain.logprob).abs().item() > 1e-3
 
 
 def test_advantages_are_normalised_per_mask():
