@@ -7,7 +7,9 @@ same patient without lesions: it has seen tumour-free masks and tumour-free wind
 the lesions relabelled as anatomy is the reference, and the prediction around the lesions is pushed away from it
 (``PropagationSampler.predict``). ``"auto"`` (the default) guides with ``AUTO_SCALE`` except where the informed slice
 is the volume's own scan ("true"): that volume is re-made to be compared with its scan, and guidance costs fidelity
-there (BENCHMARKS, "Lesion guidance"). Label sets without lesion labels get the plain model.
+there (BENCHMARKS, "Lesion guidance"). Label sets without lesion labels get the plain model. The scale was measured
+on the shipped MRI model and its demo; a model trained on other data should have its own measured
+(``evaluate.json`` rows with ``lesion_guidance``).
 """
 
 from __future__ import annotations
