@@ -14,9 +14,7 @@ on the shipped MRI model and its demo; a model trained on other data should have
 
 from __future__ import annotations
 
-import math
-
-from ..errors import Gem3dInputError
+from ..errors import Gem3dInputError, number_in
 from .scanner_noise import OWN_SCAN_MODES
 
 DEFAULT_SETTING = "auto"
@@ -28,11 +26,8 @@ def check_guidance(value) -> str | float:
     """``"auto"`` or a scale in [0, 10] (1: the plain model; 0: the patient as if without the lesions)."""
     if value == "auto":
         return value
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        scale = math.nan
-    if not 0.0 <= scale <= MAX_SCALE:  # NaN fails too
+    scale = number_in(value, 0.0, MAX_SCALE)
+    if scale is None:
         raise Gem3dInputError(f"lesion_guidance must be 'auto' or a scale in [0, {MAX_SCALE:g}], not {value!r}")
     return scale
 

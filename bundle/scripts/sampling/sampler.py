@@ -104,8 +104,8 @@ class PropagationSampler:
         if guided is None or not guided.any():
             return pred[: x.shape[0]]
         out, reference = pred[: x.shape[0]].clone(), pred[x.shape[0] :]
-        # guided around the lesions only: the model also darkens the whole window for a bright lesion (scans are
-        # scaled by their brightest voxels), and that, amplified in the windows with a lesion alone, left seams
+        # guided around the lesions only, so the rest of a window with a lesion keeps the plain prediction of its
+        # neighbours without one (the model still dims those slices a little through its own context: BENCHMARKS)
         out[guided] += (scale - 1.0) * region[guided] * (out[guided] - reference)
         return out
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..errors import Gem3dInputError
+from ..errors import Gem3dInputError, number_in
 
 MODES = ("none", "informed", "auto")
 DEFAULT_SETTING = "auto"
@@ -86,11 +86,8 @@ def check_setting(value) -> str | float:
     """``"none"``, ``"informed"`` or a noise level >= 0 (intensities are normalised to [0, 1])."""
     if isinstance(value, str) and value in MODES:
         return value
-    try:
-        sigma = float(value)
-    except (TypeError, ValueError):
-        sigma = None
-    if sigma is None or not np.isfinite(sigma) or not 0.0 <= sigma <= 0.5:
+    sigma = number_in(value, 0.0, 0.5)
+    if sigma is None:
         raise Gem3dInputError(
             f"scanner_noise must be {' or '.join(map(repr, MODES))} or a noise level in [0, 0.5], not {value!r}"
         )
@@ -119,10 +116,7 @@ def noise_level(
 
 def check_fraction(value) -> float:
     """The share of the informed level that ``"informed"`` and ``"auto"`` add: a number in [0, 2]."""
-    try:
-        fraction = float(value)
-    except (TypeError, ValueError):
-        fraction = None
-    if fraction is None or not np.isfinite(fraction) or not 0.0 <= fraction <= 2.0:
+    fraction = number_in(value, 0.0, 2.0)
+    if fraction is None:
         raise Gem3dInputError(f"scanner_noise_fraction must be a number in [0, 2], not {value!r}")
     return fraction
