@@ -61,3 +61,22 @@ def test_rescoring_a_stored_step_gives_ratio_one_and_moves_with_the_weights():
     final.set_timesteps(10)
     with pytest.raises(ValueError, match="steps_offset=1"):
         final.step_with_logprob(net(x), int(final.timesteps[-1]), x, 1.0)
+
+
+def test_step_mean_is_the_draws_mean_with_the_closed_form_slope():
+    """Reward backpropagation moves a drawn x_(t-1) = mean + sigma * noise with its mean: the mean is the draw's,
+    and its derivative in a v-prediction is -sqrt(ab_prev) sqrt(1 - ab_t) + sqrt(1 - ab_prev - sigma^2) sqrt(ab_t)."""
+    kw = dict(clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction", **SCHEDULE)
+    sched = LogProbDDIMScheduler(**kw)
+    sched.set_timesteps(10)
+    x = torch.randn(2, 4, 5, 5)
+    v = torch.randn(2, 4, 5, 5, requires_grad=True)
+    t = int(sched.timesteps[4])
+    prev, _ = sched.step_with_logprob(v.detach(), t, x, 1.0, torch.Generator().manual_seed(2))
+    mean, sigma = sched.step_mean(v, t, x, 1.0)
+    noise = torch.randn(v.shape, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(prev, mean.detach() + sigma * noise)
+    mean.sum().backward()
+    ab_t, ab_prev = sched.alphas_cumprod[t], sched.alphas_cumprod[t - 100]
+    slope = -(ab_prev**0.5) * (1 - ab_t) ** 0.5 + (1 - ab_prev - sigma**2) ** 0.5 * ab_t**0.5
+    torch.testing.assert_close(v.grad, torch.full_like(v, float(slope)))

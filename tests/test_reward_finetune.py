@@ -19,6 +19,7 @@ from scripts.data.demo_phantom import build_demo_dataset
 from scripts.errors import Gem3dInputError
 from scripts.networks.layer_gains import folded_state_dict, reward_parameters, set_gains
 from scripts.reward.critic_data import real_volumes
+from scripts.reward.direct import DirectRewardTuner
 from scripts.reward.ppo import BestRewardKeeper, clipped_objective, mask_advantages, score_rollouts
 from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
 from scripts.sampling.rollout import RolloutSampler
@@ -125,6 +126,29 @@ def test_guided_rollouts_record_their_scale_and_rescore_with_it():
     assert (rollout.logprob(plain) - plain.logprob).abs().item() > 1e-3
 
 
+def test_pathwise_latents_are_the_rollout_and_reach_every_generated_slice():
+    """Reward backpropagation's latents: equal to what the rollout drew, bit for bit, and every slice carries the
+    gradient of the last step of the window that generated it."""
+    torch.manual_seed(0)
+    net = Denoiser()
+    settings = SamplerSettings(window=8, overlap=2, steps=3, eta=1.0, precision="fp32")
+    mask, informed = _inputs()
+    rollout = RolloutSampler(net, _scheduler(), settings)
+    out = rollout.sample(mask, informed, 0.5, torch.Generator().manual_seed(3))
+    latents = rollout.pathwise_latents()
+    torch.testing.assert_close(latents.detach(), out, rtol=0, atol=0)
+    for z in range(len(latents)):
+        (grad,) = torch.autograd.grad(latents[z].sum(), net.conv.weight, retain_graph=True)
+        assert grad.abs().sum() > 0, z
+    # the slope of a slice is its own window's last step: a slice of the first wave moves as that step's mean does
+    first = rollout.groups_sampled[0][0]
+    z = sorted(first.new)[0]
+    step = rollout.trajectory[settings.steps - 1]
+    mean, _ = rollout.scheduler.step_mean(rollout.predict(step.x, step.t, step.cond), step.t, step.x, 1.0)
+    direct = torch.autograd.grad(mean[0][:, z - first.start].sum(), net.conv.weight)[0]
+    torch.testing.assert_close(torch.autograd.grad(latents[z].sum(), net.conv.weight)[0], direct)
+
+
 def test_advantages_are_normalised_per_mask():
     rewards = torch.tensor([1.0, 3.0, 10.0, 10.5, 11.0, 9.5])
     adv = mask_advantages(rewards, [0, 0, 1, 1, 1, 1])
@@ -166,6 +190,46 @@ def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo, tmp_pa
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and changed <= {k for k in before if k.startswith("temporal.")}
     assert any(k.startswith("temporal.") for k in changed)
+
+
+def test_one_direct_update_follows_the_critics_gradient_and_moves_only_the_pseudo3d_layers(tiny, tiny_demo):
+    """Reward backpropagation: the delivered image is the rollout's, the gradient passes only where the decoder's
+    value reached it (anatomy, unclipped), one update raises the reward of the same draw and moves only the
+    trainable weights, never the critics'."""
+    job = {**tiny, "reward_masks_per_iteration": 1, "reward_samples_per_mask": 1, "reward_lr": 1e-3}
+    parser = parser_with(job, REWARD + ("finetune_reward.json", "finetune_reward_direct.json"))
+    tuner, policy = parser.get_parsed_content("fine_tuner"), parser.get_parsed_content("policy")
+    item = read_datalist(tiny_demo, ["training"])["training"][0]
+    ((_, _, informed, seed),) = tuner.jobs(0, [item])  # the draw of an iteration 0
+    _, score, image = tuner.rollout(item, seed, informed)
+    pathwise = tuner.pathwise_image(image)
+    torch.testing.assert_close(pathwise.detach(), torch.from_numpy(image), rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(pathwise.sum(), tuner.params[0], retain_graph=True)
+    assert grad.abs().sum() > 0
+    dead = torch.zeros_like(pathwise)
+    dead[torch.from_numpy((image <= 0) | (image >= 1))] = 1.0
+    dead_grad = torch.autograd.grad((pathwise * dead).sum(), tuner.params[0], retain_graph=True, allow_unused=True)[0]
+    assert dead.any() and (dead_grad is None or not dead_grad.any())
+    total, _ = tuner.reward.critics_reward(pathwise)
+    assert float(total) == pytest.approx(score["reward"], abs=1e-5)
+    critics = {
+        k: copy.deepcopy(c.state_dict()) for k, c in ((k, tuner.reward.critics[k]) for k in tuner.reward.weights)
+    }
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    engine = Engine(tuner)
+    engine.state.iteration = 0
+    out = tuner(engine, [item])
+    assert out["reward"] == pytest.approx(score["reward"]) and out["grad_norm"] > 0 and out["drift"] > 0
+    _, again, _ = tuner.rollout(item, seed, informed)
+    assert again["reward"] > score["reward"]  # the same draw under the updated weights
+    changed = {k for k in before if not torch.equal(before[k], policy.state_dict()[k])}
+    assert changed and all(k.startswith("temporal.") for k in changed)
+    for kind, state in critics.items():
+        now = tuner.reward.critics[kind].state_dict()
+        assert all(torch.equal(now[k], v) for k, v in state.items()), kind
+    tuner.reward.consistency_weight = 1.0  # a count over the volume's gradients: no gradient to follow
+    with pytest.raises(Gem3dInputError, match="differentiable"):
+        DirectRewardTuner(tuner.synth, tuner.sampler, tuner.reward, tuner.optimizer)
 
 
 def test_layer_gains_start_at_stage2_train_alone_and_fold_into_its_keys(tiny, tiny_demo):
@@ -216,13 +280,13 @@ def test_masks_of_an_iteration_take_the_informed_modes_in_turn(tiny, tiny_demo):
     }
     tuner = parser_with(overrides, REWARD + ("finetune_reward.json",)).get_parsed_content("fine_tuner")
     seen = []
-    generate = tuner.synth.generate_model_space
+    generate = tuner.synth._generate
 
-    def spy(*args, informed=None, **kwargs):
+    def spy(mask, rng, generator, informed, *args):  # the spec a volume is generated with
         seen.append(informed)
-        return generate(*args, informed=informed, **kwargs)
+        return generate(mask, rng, generator, informed, *args)
 
-    tuner.synth.generate_model_space = spy
+    tuner.synth._generate = spy
     items = read_datalist(tiny_demo, ["training"])["training"][:2]
     engine = Engine(tuner)
     engine.state.iteration = 1
@@ -553,3 +617,33 @@ def test_finetune_job_with_adversarial_critics_keeps_the_shipped_critics(tiny, t
     keeper, trained = parser.get_parsed_content("keeper_reward"), parser.get_parsed_content("reward")
     assert keeper.critics["planes"] is not trained.critics["planes"]
     assert parser.get_parsed_content("reward_keeper").reward is keeper
+
+
+def test_direct_finetune_job_with_keeper_and_adversarial_critics(tiny, tiny_demo, tmp_path):
+    """The reward-backpropagation job end to end on the tiny model: the PPO job's keeper, anchor, adversarial critics
+    and curves, with the direct tuner (resumption is the PPO job's machinery, tested there)."""
+    models = tmp_path / "models"
+    shutil.copytree(tiny["model_dir"], models)
+    runs = tmp_path / "runs"
+    job = {
+        **tiny,
+        "model_dir": str(models),
+        "run_dir": str(runs),
+        "max_epochs": 1,
+        "reward_iterations_per_epoch": 1,
+        "reward_masks_per_iteration": 1,
+        "reward_val_masks": 1,
+        "reward_adversarial_steps": 1,
+        "reward_critic_batch": 8,
+    }
+    configs = [*REWARD, "finetune_reward.json", "finetune_reward_direct.json"]
+    run_bundle(configs, job)
+    stage = runs / "reward_direct"
+    curves = json.load(open(stage / "reward_direct_curves.json"))
+    assert [i for i, _ in curves["reward"]] == [1] and curves["drift"][0][1] > 0
+    assert curves["critic_planes_gap"] and not curves.get("clip_fraction")  # no ratio to clip in this job
+    record = json.load(open(stage / "reward_validation.json"))["history"]
+    assert [i for i, _, _ in record] == [0, 1]
+    kept = any(k for _, _, k in record)
+    assert (models / "volume_reward_direct.pt").is_file() == kept and not (models / "volume_reward.pt").exists()
+    assert (stage / "critic_planes.pt").is_file()

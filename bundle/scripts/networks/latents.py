@@ -22,21 +22,13 @@ def encode_volume(autoencoder, volume: np.ndarray, device) -> torch.Tensor:
     return autoencoder.encode(x)[0][0].cpu()
 
 
+def decode_batches(autoencoder, latents: torch.Tensor, device, batch: int) -> torch.Tensor:
+    """(N, C, h, w) unscaled latents -> (N, K, S, S) on ``device``, in bounded batches; differentiable in the
+    latents (reward backpropagation decodes through it)."""
+    return torch.cat([autoencoder.decode(latents[i : i + batch].to(device)) for i in range(0, latents.shape[0], batch)])
+
+
 @torch.inference_mode()
 def decode_slices(autoencoder, latents: torch.Tensor, device, batch: int) -> np.ndarray:
     """(N, C, h, w) unscaled latents -> (N, K, S, S): every output channel of every slice."""
-    parts = [
-        autoencoder.decode(latents[i : i + batch].to(device)).float().cpu().numpy()
-        for i in range(0, latents.shape[0], batch)
-    ]
-    return np.concatenate(parts)
-
-
-def decode_latents(autoencoder, latents: torch.Tensor, device, batch: int) -> np.ndarray:
-    """(N, C, h, w) unscaled latents -> (S, S, N) image (slices stacked along the last axis)."""
-    return slices_to_volume(decode_slices(autoencoder, latents, device, batch))
-
-
-def slices_to_volume(slices: np.ndarray) -> np.ndarray:
-    """(N, K, S, S) decoded slices -> (S, S, N): the first channel, slices stacked along the last axis."""
-    return np.ascontiguousarray(np.moveaxis(slices[:, 0], 0, 2))
+    return decode_batches(autoencoder, latents, device, batch).float().cpu().numpy()

@@ -93,21 +93,25 @@ def real_volumes(sources, grid, num_labels: int, modality: str = "mri", limit=No
 CRITIC_KINDS = ("slice", "planes", "volume")
 
 
-def critic_inputs(volume: np.ndarray, kind: str, min_foreground: float = 0.05) -> np.ndarray:
+def critic_inputs(volume, kind: str, min_foreground: float = 0.05):
     """The (K, 1, ...) inputs a critic of ``kind`` scores for one (S, S, Z) volume: its axial slices ("slice"), its
     coronal and sagittal planes ("planes"; (S, Z) each, resized by the critic), or the volume itself ("volume").
-    Planes with less than ``min_foreground`` anatomy are left out."""
+    Planes with less than ``min_foreground`` anatomy are left out. A torch tensor gives a tensor (differentiable in
+    the volume, for reward backpropagation), anything else a float32 array."""
     if kind not in CRITIC_KINDS:
         raise Gem3dInputError(f"critic kind must be one of {CRITIC_KINDS}, not {kind!r}")
-    v = np.asarray(volume, np.float32)
+    is_tensor = isinstance(volume, torch.Tensor)
+    v = volume.float() if is_tensor else np.asarray(volume, np.float32)
     if kind == "volume":
         return v[None, None]
-    axes = (2,) if kind == "slice" else (0, 1)
+    values = v.detach().cpu().numpy() if is_tensor else v
     out = []
-    for axis in axes:
-        planes = np.moveaxis(v, axis, 0)
-        keep = (planes > 0.02).mean((1, 2)) >= min_foreground
-        out += list(planes[keep])
+    for axis in (2,) if kind == "slice" else (0, 1):
+        keep = (np.moveaxis(values, axis, 0) > 0.02).mean((1, 2)) >= min_foreground
+        planes = v.movedim(axis, 0)[torch.from_numpy(keep)] if is_tensor else np.moveaxis(v, axis, 0)[keep]
+        out += list(planes)
+    if is_tensor:
+        return torch.stack(out)[:, None] if out else v.new_zeros((0, 1, 1, 1))
     return np.stack(out)[:, None] if out else np.zeros((0, 1, 1, 1), np.float32)
 
 

@@ -56,9 +56,10 @@ def clipped_objective(logprob, old_logprob, advantages, clip_range: float):
     return loss, stats
 
 
-class RewardFineTuner:
-    """The PPO iteration as an ignite process function (``Engine(RewardFineTuner(...))``); a batch is a list of
-    datalist items with ``label`` (the mask) and ``image`` (for the true informed slice)."""
+class RewardTuning:
+    """What every reward fine-tuner of the window model shares: rollouts of whole volumes with the informed-slice
+    specs in turn, the trainable parameters (the optimiser's), and the anchor to the starting weights with its drift.
+    A batch is a list of datalist items with ``label`` (the mask) and ``image`` (for the true informed slice)."""
 
     def __init__(
         self,
@@ -67,28 +68,19 @@ class RewardFineTuner:
         reward,
         optimizer,
         samples_per_mask: int = 4,
-        clip_range: float = 1e-4,
-        advantage_clip: float = 5.0,
-        step_fraction: float = 0.5,
-        updates_per_iteration: int = 2,
         max_grad_norm: float = 1.0,
         informed: dict | list | None = None,
         anchor_weight: float = 0.0,
         seed: int = 0,
     ):
-        if int(samples_per_mask) < 2:
-            raise Gem3dInputError(f"samples_per_mask must be >= 2 (advantages are per mask), got {samples_per_mask}")
-        if not 0.0 < float(step_fraction) <= 1.0:
-            raise Gem3dInputError(f"step_fraction must lie in (0, 1], got {step_fraction}")
+        if int(samples_per_mask) < 1:
+            raise Gem3dInputError(f"samples_per_mask must be >= 1, got {samples_per_mask}")
         self.synth, self.reward, self.optimizer = synthesizer, reward, optimizer
         self.sampler = sampler  # a RolloutSampler of the synthesizer's window model (rollout.rollout_sampler)
-        self.samples_per_mask, self.clip_range = int(samples_per_mask), float(clip_range)
-        self.advantage_clip, self.step_fraction = float(advantage_clip), float(step_fraction)
-        self.updates, self.max_grad_norm = int(updates_per_iteration), float(max_grad_norm)
+        self.samples_per_mask, self.max_grad_norm = int(samples_per_mask), float(max_grad_norm)
         # one informed-slice spec, or several that the masks of an iteration take in turn (so that a policy tuned on
-        # true slices does not drift with another patient's); each completes the synthesizer's own (pool etc.)
-        specs = list(informed) if isinstance(informed, (list, tuple)) else [informed]
-        self.informed = [{**synthesizer.informed, **spec} if spec else None for spec in specs]
+        # true slices does not drift with another patient's); the synthesizer completes each with its own (pool etc.)
+        self.informed = list(informed) if isinstance(informed, (list, tuple)) else [informed]
         self.seed = int(seed)
         # the weights at the start (stage 2): the anchor penalty pulls toward them at every update, so drift that a
         # noisy policy gradient builds up over iterations is bounded (the per-update ratio clip cannot see it)
@@ -121,6 +113,22 @@ class RewardFineTuner:
         """Squared distance of the trainable weights from the starting ones, relative to the starting norm."""
         return sum((p - a).pow(2).sum() for p, a in zip(self.params, self.anchor)) / self.anchor_norm2
 
+    def jobs(self, iteration: int, batch: list[dict]):
+        """(mask index, item, informed spec, seed) of every rollout of an iteration: each mask takes one spec, so the
+        rollouts of a mask compare like with like, and the seeds differ between iterations."""
+        for m, item in enumerate(batch):
+            informed = self.informed[(iteration * len(batch) + m) % len(self.informed)]
+            for k in range(self.samples_per_mask):
+                yield m, item, informed, self.seed + 1_000_003 * iteration + self.samples_per_mask * m + k
+
+    def anchored_step(self) -> float:
+        """Add the anchor penalty's gradient, clip the gradient norm, step; returns the norm before clipping."""
+        if self.anchor_weight > 0:
+            torch.autograd.backward(self.anchor_weight * self.drift(), inputs=self.params)
+        norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
+        self.optimizer.step()
+        return norm
+
     def rollout(
         self, item: dict, seed: int, informed: dict | None = None, reward=None
     ) -> tuple[list, dict, np.ndarray]:
@@ -135,16 +143,43 @@ class RewardFineTuner:
         image = delivered(out["image"], out["mask"], self.synth.zero_background)
         return self.sampler.trajectory, (reward or self.reward)(image, out["mask"]), image
 
+
+class RewardFineTuner(RewardTuning):
+    """The PPO iteration as an ignite process function (``Engine(RewardFineTuner(...))``): the rollouts of every mask
+    scored, their rewards normalised per mask into advantages, and clipped importance-ratio updates."""
+
+    def __init__(
+        self,
+        synthesizer,
+        sampler,
+        reward,
+        optimizer,
+        samples_per_mask: int = 4,
+        clip_range: float = 1e-4,
+        advantage_clip: float = 5.0,
+        step_fraction: float = 0.5,
+        updates_per_iteration: int = 2,
+        max_grad_norm: float = 1.0,
+        informed: dict | list | None = None,
+        anchor_weight: float = 0.0,
+        seed: int = 0,
+    ):
+        if int(samples_per_mask) < 2:
+            raise Gem3dInputError(f"samples_per_mask must be >= 2 (advantages are per mask), got {samples_per_mask}")
+        if not 0.0 < float(step_fraction) <= 1.0:
+            raise Gem3dInputError(f"step_fraction must lie in (0, 1], got {step_fraction}")
+        args = (samples_per_mask, max_grad_norm, informed, anchor_weight, seed)
+        super().__init__(synthesizer, sampler, reward, optimizer, *args)
+        self.clip_range, self.advantage_clip = float(clip_range), float(advantage_clip)
+        self.step_fraction, self.updates = float(step_fraction), int(updates_per_iteration)
+
     def __call__(self, engine, batch: list[dict]) -> dict:
         start = time.time()
         it = int(engine.state.iteration)
         rollouts, groups = [], []
-        for m, item in enumerate(batch):
-            informed = self.informed[(it * len(batch) + m) % len(self.informed)]  # one spec per mask: advantages
-            for k in range(self.samples_per_mask):  # compare rollouts of the same mask and the same spec
-                seed = self.seed + 1_000_003 * it + self.samples_per_mask * m + k
-                rollouts.append(self.rollout(item, seed, informed))
-                groups.append(m)
+        for m, item, informed, seed in self.jobs(it, batch):
+            rollouts.append(self.rollout(item, seed, informed))
+            groups.append(m)
         rewards = torch.tensor([r["reward"] for _, r, _ in rollouts])
         adv = mask_advantages(rewards, groups).clamp(-self.advantage_clip, self.advantage_clip)
         rollout_seconds = time.time() - start
@@ -181,10 +216,7 @@ class RewardFineTuner:
                 losses.append(float(loss.detach()))
                 kls.append(s["approx_kl"])
                 clips.append(s["clip_fraction"])
-            if self.anchor_weight > 0:
-                (self.anchor_weight * self.drift()).backward()
-            norms.append(float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)))
-            self.optimizer.step()
+            norms.append(self.anchored_step())
         return {
             "loss": float(np.mean(losses)),
             "approx_kl": float(np.mean(kls)),
@@ -194,7 +226,7 @@ class RewardFineTuner:
         }
 
 
-def fixed_rollout_scores(tuner: RewardFineTuner, items: list[dict], repeats: int, seed: int, reward=None) -> list[dict]:
+def fixed_rollout_scores(tuner: RewardTuning, items: list[dict], repeats: int, seed: int, reward=None) -> list[dict]:
     """The reward parts of every item ``repeats`` times with the rollout sampler under fixed seeds: the same draws for
     any weights, so that two weight files (or two iterations) are compared on equal terms. The items take the tuner's
     informed-slice specs in turn, as the masks of a fine-tuning iteration do. ``reward``: another reward than the
@@ -208,7 +240,7 @@ def fixed_rollout_scores(tuner: RewardFineTuner, items: list[dict], repeats: int
 
 
 def score_rollouts(
-    tuner: RewardFineTuner, datalist: str, section: str, repeats: int, output: str, seed: int = 0, real=None
+    tuner: RewardTuning, datalist: str, section: str, repeats: int, output: str, seed: int = 0, real=None
 ):
     """The reward (and its parts) of the window weights in use on every mask of a datalist section, ``repeats`` times
     (``fixed_rollout_scores``). Writes and returns {"mean": {part: value}, "per_volume": [...]}, and with ``real``
@@ -238,7 +270,7 @@ class BestRewardKeeper:
 
     def __init__(
         self,
-        tuner: RewardFineTuner,
+        tuner: RewardTuning,
         items: list[dict],
         policy,
         weights_file: str,

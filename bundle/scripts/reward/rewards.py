@@ -41,15 +41,23 @@ class MultiScaleReward:
         self.consistency_weight, self.real_anisotropy = float(consistency_weight), real_anisotropy
         self.min_foreground = float(min_foreground)
 
+    def critics_reward(self, image) -> tuple[torch.Tensor, dict]:
+        """The critics' mix for one (S, S, Z) model-space volume (array, or tensor to differentiate through) and
+        each critic's score."""
+        v = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.asarray(image, np.float32))
+        parts, total = {}, 0.0
+        for kind, weight in self.weights.items():
+            x = critic_inputs(v.to(self.device), kind, self.min_foreground)
+            parts[kind] = self.critics[kind](x).mean() if len(x) else x.new_zeros(())
+            total = total + weight * parts[kind]
+        return total / sum(self.weights.values()), parts
+
     @torch.no_grad()
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict:
         """Score one (S, S, Z) model-space volume (as ``synthesize.delivered`` gives it)."""
-        out, total = {}, 0.0
-        for kind, weight in self.weights.items():
-            x = torch.from_numpy(np.ascontiguousarray(critic_inputs(image, kind, self.min_foreground)))
-            out[kind] = float(self.critics[kind](x.to(self.device)).mean()) if len(x) else 0.0
-            total += weight * out[kind]
-        out["reward"] = total / sum(self.weights.values())
+        total, parts = self.critics_reward(image)
+        out = {kind: float(value) for kind, value in parts.items()}
+        out["reward"] = float(total)
         if self.consistency_weight:
             out["anisotropy_x_real"] = gradient_anisotropy(image, mask) / self.real_anisotropy
             out["reward"] -= self.consistency_weight * abs(math.log(max(out["anisotropy_x_real"], 1e-6)))

@@ -35,19 +35,7 @@ class LogProbDDIMScheduler(DDIMScheduler):
         ``prev_sample`` None draws x_(t-1) (as MONAI's ``step`` does); given, it is scored. ``where`` (boolean,
         broadcastable to the sample) restricts the average to the elements the policy chose (not the inpainted ones).
         eta must be > 0 (a deterministic step has no density)."""
-        if eta <= 0:
-            raise ValueError("a DDIM step has a log-probability only with eta > 0")
-        prev_timestep = timestep - self.num_train_timesteps // self.num_inference_steps
-        alpha_t = self.alphas_cumprod[timestep]
-        alpha_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
-        x0, eps = self._x0_and_eps(model_output, sample, alpha_t)
-        std = eta * self._get_variance(timestep, prev_timestep) ** 0.5
-        if float(std) == 0.0:
-            raise ValueError(
-                f"the DDIM step from timestep {timestep} is deterministic (variance 0); for a density at every step "
-                "build the scheduler with set_alpha_to_one=False and steps_offset=1"
-            )
-        mean = alpha_prev**0.5 * x0 + (1 - alpha_prev - std**2) ** 0.5 * eps
+        mean, std = self.step_mean(model_output, timestep, sample, eta)
         if prev_sample is None:
             device = model_output.device
             noise = torch.randn(model_output.shape, dtype=model_output.dtype, generator=generator, device=device)
@@ -62,6 +50,23 @@ class LogProbDDIMScheduler(DDIMScheduler):
             return prev_sample, log_prob.flatten(1).mean(1)
         weight = torch.broadcast_to(where, log_prob.shape).to(log_prob.dtype).flatten(1)
         return prev_sample, (log_prob.flatten(1) * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+
+    def step_mean(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor, eta: float):
+        """(mean, std) of the Gaussian the step draws x_(t-1) from; the mean is differentiable in ``model_output``
+        (the pathwise gradient of a drawn x_(t-1) = mean + std * noise, for reward backpropagation)."""
+        if eta <= 0:
+            raise ValueError("a DDIM step has a log-probability only with eta > 0")
+        prev_timestep = timestep - self.num_train_timesteps // self.num_inference_steps
+        alpha_t = self.alphas_cumprod[timestep]
+        alpha_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
+        x0, eps = self._x0_and_eps(model_output, sample, alpha_t)
+        std = eta * self._get_variance(timestep, prev_timestep) ** 0.5
+        if float(std) == 0.0:
+            raise ValueError(
+                f"the DDIM step from timestep {timestep} is deterministic (variance 0); for a density at every step "
+                "build the scheduler with set_alpha_to_one=False and steps_offset=1"
+            )
+        return alpha_prev**0.5 * x0 + (1 - alpha_prev - std**2) ** 0.5 * eps, std
 
     def _x0_and_eps(self, model_output: torch.Tensor, sample: torch.Tensor, alpha_t: torch.Tensor):
         beta_t = 1 - alpha_t

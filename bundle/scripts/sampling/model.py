@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import Gem3dInputError
-from ..networks.latents import decode_latents, encode_slices, slices_to_volume
+from ..networks.latents import decode_batches, encode_slices
 from ..networks.weights import LatentModel
 
 # the 2D decoder slice by slice; the decoder with cross-slice layers (networks/volume_decoder.py)
@@ -75,10 +75,17 @@ class Gem3dModel(LatentModel):
     def decode(self, latents: torch.Tensor, decoder: str = "slice") -> np.ndarray:
         """(Z, C, h, w) scaled latents of one volume -> (S, S, Z) image: each slice on its own (``decoder`` "slice"),
         or all slices together through the cross-slice layers ("volume"; memory grows with Z)."""
+        with torch.inference_mode():
+            return np.ascontiguousarray(self.decode_tensor(latents, decoder).float().cpu().numpy())
+
+    def decode_tensor(self, latents: torch.Tensor, decoder: str = "slice") -> torch.Tensor:
+        """``decode`` as an (S, S, Z) tensor on the model's device, differentiable in the latents (outside
+        inference mode): the path reward backpropagation takes from the window model to the critics."""
         if decoder not in DECODERS:
             raise Gem3dInputError(f"decoder must be {' or '.join(map(repr, DECODERS))}, not {decoder!r}")
+        z = (latents / self.scale).to(self.device)
         if decoder == "volume":
-            with torch.inference_mode():
-                out = self.networks["volume_decoder"].decode((latents / self.scale).to(self.device)[None])[0]
-            return slices_to_volume(out.float().cpu().numpy())
-        return decode_latents(self.autoencoder, latents / self.scale, self.device, self.decode_batch)
+            slices = self.networks["volume_decoder"].decode(z[None])[0]
+        else:
+            slices = decode_batches(self.autoencoder, z, self.device, self.decode_batch)
+        return slices[:, 0].movedim(0, 2)

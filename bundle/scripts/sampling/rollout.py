@@ -57,13 +57,31 @@ class RolloutSampler(PropagationSampler):
         self.trajectory.append(RolloutStep(x, cond, t, prev, free, logprob, self.lesion_guidance))
         return prev
 
-    def sample(self, *args, **kwargs):
+    def sample(self, mask_lat, informed, position, generator, mask_only=False):
         self.trajectory = []
-        out = super().sample(*args, **kwargs)
+        out = super().sample(mask_lat, informed, position, generator, mask_only)
         # tensors made under inference mode cannot enter autograd; copies made here, outside it, can
         self.trajectory = [
             RolloutStep(**{f.name: _copy(getattr(s, f.name)) for f in fields(RolloutStep)}) for s in self.trajectory
         ]
+        self.latents, self.groups_sampled = out.clone(), self.groups(mask_lat.shape[0], position)
+        return out
+
+    def pathwise_latents(self) -> torch.Tensor:
+        """The last sampled volume's (Z, C, h, w) latents, equal in value and differentiable in the window model's
+        weights through every window's last step (the reparameterised draw x = mean + std * noise moves with the
+        mean for its fixed noise; DRaFT-1's truncation: earlier steps and the slices a window takes from earlier
+        windows are constants)."""
+        steps, out = self.settings.steps, self.latents
+        self.scheduler.set_timesteps(steps)
+        for g, group in enumerate(self.groups_sampled):
+            step = self.trajectory[(g + 1) * steps - 1]  # the trajectory holds each wave's steps in turn
+            pred = self.predict(step.x, step.t, step.cond, step.guidance)
+            mean, _ = self.scheduler.step_mean(pred, step.t, step.x, self.settings.eta)
+            shift = (mean - mean.detach()).float().cpu()  # zero in value, the mean's gradient; beside the latents
+            for b, w in enumerate(group):
+                new = torch.tensor(sorted(w.new))
+                out = out.index_add(0, new, shift[b][:, new - w.start].transpose(0, 1))
         return out
 
     def logprob(self, step: RolloutStep) -> torch.Tensor:

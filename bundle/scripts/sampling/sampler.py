@@ -114,6 +114,12 @@ class PropagationSampler:
         rollout sampler records which slices were the model's own)."""
         return self.scheduler.step(self.predict(x, t, cond), t, x, eta=self.settings.eta, generator=generator)[0]
 
+    def groups(self, num_slices: int, position: float) -> list[list[Window]]:
+        """The windows of a volume in the order they are denoised: one group per wave (or per window without
+        ``batch_waves``), each group one batch."""
+        plan = plan_windows(num_slices, self.settings.window, self.settings.overlap, position)
+        return waves(plan) if self.settings.batch_waves else [[w] for w in plan]
+
     @torch.inference_mode()
     def sample(
         self,
@@ -143,8 +149,7 @@ class PropagationSampler:
         device = next(self.network.parameters()).device
         out = torch.zeros((z_total, channels, hh, ww), dtype=torch.float32)
         written = torch.zeros(z_total, dtype=torch.bool)
-        plan = plan_windows(z_total, s.window, s.overlap, position)
-        groups = waves(plan) if s.batch_waves else [[w] for w in plan]
+        groups = self.groups(z_total, position)
         bar = tqdm(total=len(groups) * s.steps, desc="denoising windows", unit="step", disable=not self.progress)
         for group in groups:
             cond, clean, known = [], [], []

@@ -275,7 +275,7 @@ class Synthesizer:
         "mask": the model-space mask used, "native_mask", "affine", "geometry", "augmentation", "generation",
         "note"}."""
         position = self.position if position is None else float(position)
-        informed = dict(self.informed if informed is None else informed)
+        informed = {**self.informed, **(informed or {})}  # a partial spec ({"mode": "ic"}) takes the rest (pool etc.)
         mask, affine = read_mask(mask_path, self.cfg["num_labels"])
         self._check_mask(mask, position)
         rng = np.random.default_rng(int(seed))
