@@ -1,0 +1,40 @@
+"""The picture of BENCHMARKS "Reward backpropagation": the first sample of demo_033 with another patient's informed
+slice (IC) and with its own (true), stage 2 against the kept weights of runs 2 and 3, all on one grey window.
+Run after docs/reward_finetune.sh step 3f: python bundle/docs/preview_reward_direct.py"""
+
+import os
+import sys
+
+import nibabel as nib
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from scripts.data.model_space import normalise_intensity  # noqa: E402
+from scripts.preview import save_comparison  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+CASE = "demo_033_gem3d_r0_s1.nii.gz"
+
+
+def row(label: str, path: str):
+    image = nib.load(path)
+    return label, image.get_fdata(), nib.load(path.replace("/images/", "/labels/")).get_fdata(), image.affine
+
+
+def main() -> None:
+    ev = os.path.join(ROOT, "eval", "seed_spread")
+    real = nib.load(os.path.join(ROOT, "data", "demo", "imagesTs", "demo_033.nii.gz"))
+    real_mask = nib.load(os.path.join(ROOT, "data", "demo", "labelsTs", "demo_033.nii.gz")).get_fdata()
+    # the real scan in model intensities, as preprocessing maps it
+    rows = [("real demo_033", normalise_intensity(real.get_fdata()), real_mask, real.affine)]
+    for mode in ("ic", "true"):
+        rows.append(row(f"stage 2, {mode}", f"{ev}/direct2/gem3d_{mode}/images/{CASE}"))
+        for run in ("direct2", "direct3"):
+            rows.append(row(f"{run}, {mode}", f"{ev}/{run}/tuned_{mode}/images/{CASE}"))
+    out = os.path.join(ROOT, "docs", "images", "reward", "preview_reward_direct.png")
+    title = "demo_033, seed 0, first sample; grey levels 0-1; stage 2 against runs 2 and 3"
+    save_comparison(out, [r[:3] for r in rows], title, rows[0][3], focus=(2, 3, 4), window=(0, 1), overwrite=True)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
