@@ -20,7 +20,7 @@ from scripts.errors import Gem3dInputError
 from scripts.networks.layer_gains import folded_state_dict, reward_parameters, set_gains
 from scripts.reward.critic_data import real_volumes
 from scripts.reward.direct import DirectRewardTuner
-from scripts.reward.ppo import BestRewardKeeper, clipped_objective, mask_advantages, score_rollouts
+from scripts.reward.ppo import BestRewardKeeper, RewardFineTuner, clipped_objective, mask_advantages, score_rollouts
 from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
 from scripts.sampling.rollout import RolloutSampler
 from scripts.sampling.sampler import PropagationSampler, SamplerSettings
@@ -190,6 +190,11 @@ def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo, tmp_pa
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and changed <= {k for k in before if k.startswith("temporal.")}
     assert any(k.startswith("temporal.") for k in changed)
+    pieces = (tuner.synth, tuner.sampler, tuner.reward, tuner.optimizer)
+    with pytest.raises(Gem3dInputError, match="advantages are per mask"):
+        RewardFineTuner(*pieces, samples_per_mask=1)
+    with pytest.raises(Gem3dInputError, match="step_fraction"):
+        RewardFineTuner(*pieces, step_fraction=0.0)
 
 
 def test_one_direct_update_follows_the_critics_gradient_and_moves_only_the_pseudo3d_layers(tiny, tiny_demo):
@@ -581,11 +586,11 @@ def test_adversarial_critics_learn_from_the_rollouts_and_resume():
     assert not engine.has_event_handler(off.on_iteration, Events.ITERATION_COMPLETED)
 
 
-def test_finetune_job_with_adversarial_critics_keeps_the_shipped_critics(tiny, tiny_demo, tmp_path):
-    models = tmp_path / "models"
+def _adversarial_job(tiny, tmp_path, **overrides) -> tuple[dict, object, object]:
+    """A one-iteration fine-tuning job with a held-out mask and adversarial critics, on a copy of the tiny models;
+    returns (job, models folder, runs folder)."""
+    models, runs = tmp_path / "models", tmp_path / "runs"
     shutil.copytree(tiny["model_dir"], models)
-    shipped = {k: torch.load(models / f"critic_{k}.pt", weights_only=True) for k in ("slice", "planes")}
-    runs = tmp_path / "runs"
     job = {
         **tiny,
         "model_dir": str(models),
@@ -593,11 +598,16 @@ def test_finetune_job_with_adversarial_critics_keeps_the_shipped_critics(tiny, t
         "max_epochs": 1,
         "reward_iterations_per_epoch": 1,
         "reward_masks_per_iteration": 1,
-        "reward_samples_per_mask": 2,
         "reward_val_masks": 1,
-        "reward_adversarial_steps": 2,
         "reward_critic_batch": 8,
+        **overrides,
     }
+    return job, models, runs
+
+
+def test_finetune_job_with_adversarial_critics_keeps_the_shipped_critics(tiny, tiny_demo, tmp_path):
+    job, models, runs = _adversarial_job(tiny, tmp_path, reward_samples_per_mask=2, reward_adversarial_steps=2)
+    shipped = {k: torch.load(models / f"critic_{k}.pt", weights_only=True) for k in ("slice", "planes")}
     run_bundle([*REWARD, "finetune_reward.json"], job)
     run_bundle([*REWARD, "finetune_reward.json"], {**job, "max_epochs": 2})  # resumes with the adapted critics
     curves = json.load(open(runs / "reward" / "reward_curves.json"))
@@ -622,20 +632,7 @@ def test_finetune_job_with_adversarial_critics_keeps_the_shipped_critics(tiny, t
 def test_direct_finetune_job_with_keeper_and_adversarial_critics(tiny, tiny_demo, tmp_path):
     """The reward-backpropagation job end to end on the tiny model: the PPO job's keeper, anchor, adversarial critics
     and curves, with the direct tuner (resumption is the PPO job's machinery, tested there)."""
-    models = tmp_path / "models"
-    shutil.copytree(tiny["model_dir"], models)
-    runs = tmp_path / "runs"
-    job = {
-        **tiny,
-        "model_dir": str(models),
-        "run_dir": str(runs),
-        "max_epochs": 1,
-        "reward_iterations_per_epoch": 1,
-        "reward_masks_per_iteration": 1,
-        "reward_val_masks": 1,
-        "reward_adversarial_steps": 1,
-        "reward_critic_batch": 8,
-    }
+    job, models, runs = _adversarial_job(tiny, tmp_path, reward_adversarial_steps=1)
     configs = [*REWARD, "finetune_reward.json", "finetune_reward_direct.json"]
     run_bundle(configs, job)
     stage = runs / "reward_direct"

@@ -150,26 +150,21 @@ class RewardFineTuner(RewardTuning):
 
     def __init__(
         self,
-        synthesizer,
-        sampler,
-        reward,
-        optimizer,
-        samples_per_mask: int = 4,
+        *args,
         clip_range: float = 1e-4,
         advantage_clip: float = 5.0,
         step_fraction: float = 0.5,
         updates_per_iteration: int = 2,
-        max_grad_norm: float = 1.0,
-        informed: dict | list | None = None,
-        anchor_weight: float = 0.0,
-        seed: int = 0,
+        **kwargs,
     ):
-        if int(samples_per_mask) < 2:
-            raise Gem3dInputError(f"samples_per_mask must be >= 2 (advantages are per mask), got {samples_per_mask}")
+        """``args`` and ``kwargs``: ``RewardTuning``'s; the rest PPO's own."""
+        super().__init__(*args, **kwargs)
+        if self.samples_per_mask < 2:
+            raise Gem3dInputError(
+                f"samples_per_mask must be >= 2 (advantages are per mask), got {self.samples_per_mask}"
+            )
         if not 0.0 < float(step_fraction) <= 1.0:
             raise Gem3dInputError(f"step_fraction must lie in (0, 1], got {step_fraction}")
-        args = (samples_per_mask, max_grad_norm, informed, anchor_weight, seed)
-        super().__init__(synthesizer, sampler, reward, optimizer, *args)
         self.clip_range, self.advantage_clip = float(clip_range), float(advantage_clip)
         self.step_fraction, self.updates = float(step_fraction), int(updates_per_iteration)
 
