@@ -1,5 +1,5 @@
 """The picture of BENCHMARKS "Reward backpropagation": the first sample of demo_033 with another patient's informed
-slice (IC) and with its own (true), stage 2 against the kept weights of runs 2 and 3, all on one grey window.
+slice (IC) and with its own (true), stage 2 against the kept weights of runs 2, 3 and 5, all on one grey window.
 Run after docs/reward_finetune.sh step 3f: python bundle/docs/preview_reward_direct.py"""
 
 import os
@@ -27,12 +27,12 @@ def main() -> None:
     # the real scan in model intensities, as preprocessing maps it
     rows = [("real demo_033", normalise_intensity(real.get_fdata()), real_mask, real.affine)]
     for mode in ("ic", "true"):
-        rows.append(row(f"stage 2, {mode}", f"{ev}/direct2/gem3d_{mode}/images/{CASE}"))
-        for run in ("direct2", "direct3"):
+        rows.append(row(f"seed 0, stage 2, {mode}", f"{ev}/direct2/gem3d_{mode}/images/{CASE}"))
+        for run in ("direct2", "direct3", "direct5"):
             rows.append(row(f"{run}, {mode}", f"{ev}/{run}/tuned_{mode}/images/{CASE}"))
     out = os.path.join(ROOT, "docs", "images", "reward", "preview_reward_direct.png")
-    title = "demo_033, seed 0, first sample; grey levels 0-1; stage 2 against runs 2 and 3"
-    save_comparison(out, [r[:3] for r in rows], title, rows[0][3], focus=(2, 3, 4), window=(0, 1), overwrite=True)
+    # no suptitle: on a figure this tall it covers the first row's labels; the rows say what they are
+    save_comparison(out, [r[:3] for r in rows], "", rows[0][3], focus=(2, 3, 4), window=(0, 1), overwrite=True)
     print(out)
 
 

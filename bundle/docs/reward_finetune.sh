@@ -71,17 +71,22 @@ done
 #     finetune_reward.json, pseudo-3D layers, 4 masks x 1 rollout per iteration, anchor 50, planes critic. Run 1: true and
 #     IC in turn, the shipped critic retrained 4 steps per iteration; run 2: IC only, the shipped critic fixed; run 3:
 #     IC only, a planes critic trained afresh on IC rollouts of today's sampler, fixed; run 4: run 3 with that critic
-#     retrained 2 steps per iteration (run 1 was stopped after 16 iterations, as here). Each run's weights are moved to runs/ (none is shipped), then their rows
+#     retrained 2 steps per iteration (run 1 was stopped after 16 iterations, as here); run 5: run 3 with the fresh slice
+#     critic mixed in (slice 0.5 + planes 0.5). Each run's weights are moved to runs/ (none is shipped), then their rows
 D="'bundle/configs/finetune_reward.json','bundle/configs/finetune_reward_direct.json'"
 P="{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}"
-$B "[$R,'bundle/configs/train_critic.json']" --critic planes --reward_informed "{'mode': 'ic'}" --critic_dir bundle/runs/critics_ic \
-  --stage_dir bundle/runs/critics_ic/critic_planes
+for C in planes slice; do
+  $B "[$R,'bundle/configs/train_critic.json']" --critic $C --reward_informed "{'mode': 'ic'}" --critic_dir bundle/runs/critics_ic \
+    --stage_dir bundle/runs/critics_ic/critic_$C
+done
 FRESH="{'slice': 'bundle/models/critic_slice.pt', 'planes': 'bundle/runs/critics_ic/critic_planes.pt', 'volume': 'bundle/models/critic_volume.pt'}"
-COMMON="--reward_weights \"$P\" --reward_anchor_weight 50 --reward_masks_per_iteration 4 --reward_samples_per_mask 1"
-for RUN in "direct1|--reward_rollout_informed \"[{'mode': 'true'}, {'mode': 'ic'}]\" --reward_lr 0.0002 --reward_adversarial_steps 4 --reward_iterations_per_epoch 8 --max_epochs 2" \
-           "direct2|--reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4" \
-           "direct3|--reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4 --critic_files \"$FRESH\"" \
-           "direct4|--reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4 --critic_files \"$FRESH\" --reward_adversarial_steps 2 --reward_critic_lr 0.00005 --reward_val_masks 0"; do
+BOTH="{'slice': 'bundle/runs/critics_ic/critic_slice.pt', 'planes': 'bundle/runs/critics_ic/critic_planes.pt', 'volume': 'bundle/models/critic_volume.pt'}"
+COMMON="--reward_anchor_weight 50 --reward_masks_per_iteration 4 --reward_samples_per_mask 1"
+for RUN in "direct1|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'true'}, {'mode': 'ic'}]\" --reward_lr 0.0002 --reward_adversarial_steps 4 --reward_iterations_per_epoch 8 --max_epochs 2" \
+           "direct2|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4" \
+           "direct3|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4 --critic_files \"$FRESH\"" \
+           "direct4|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4 --critic_files \"$FRESH\" --reward_adversarial_steps 2 --reward_critic_lr 0.00005 --reward_val_masks 0" \
+           "direct5|--reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4 --critic_files \"$BOTH\" --reward_weights \"{'slice': 0.5, 'planes': 0.5, 'volume': 0.0}\""; do
   NAME=${RUN%%|*}
   eval $B "\"[$R,$D]\"" --stage reward_$NAME $COMMON ${RUN#*|}
   mv bundle/models/volume_reward_direct.pt bundle/runs/reward_$NAME/
@@ -89,6 +94,12 @@ for RUN in "direct1|--reward_rollout_informed \"[{'mode': 'true'}, {'mode': 'ic'
     --eval_dir bundle/eval/seed_spread/$NAME --eval_networks#reward#file bundle/runs/reward_$NAME/volume_reward_direct.pt \
     --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
 done
+# run 2 over three seeds (its seed-0 rows reused when copied to direct2_seeds/seed0), and the paired differences
+$B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_seeds "[0, 1, 2]" \
+  --eval_dir bundle/eval/seed_spread/direct2_seeds --eval_networks#reward#file bundle/runs/reward_direct2/volume_reward_direct.pt \
+  --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
+$PY bundle/docs/paired_seeds.py direct2_seeds tuned_true direct2_seeds gem3d_true
+$PY bundle/docs/paired_seeds.py direct2_seeds tuned_ic direct2_seeds gem3d_ic
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
