@@ -27,7 +27,7 @@ from .ppo import RewardTuning
 class DirectRewardTuner(RewardTuning):
     """One iteration as an ignite process function: ``samples_per_mask`` rollouts per mask, each one's reward
     backpropagated (averaged over the iteration's rollouts), the anchor's pull added, one clipped optimiser step.
-    The consistency term of the reward (a count over the volume's gradients) has no gradient and is refused."""
+    The reward's consistency term (gradient anisotropy, computed in NumPy) has no gradient here and is refused."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
