@@ -100,6 +100,11 @@ $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_lim
   --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
 $PY bundle/docs/paired_seeds.py direct2_seeds tuned_true direct2_seeds gem3d_true
 $PY bundle/docs/paired_seeds.py direct2_seeds tuned_ic direct2_seeds gem3d_ic
+for W in "--window_weights stage2 --reward_eval_file bundle/eval/reward/direct2_stage2.json" \
+         "--window_file bundle/runs/reward_direct2/volume_reward_direct.pt --reward_eval_file bundle/eval/reward/direct2_tuned.json"; do
+  $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" $W \
+    --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" --reward_rollout_informed "[{'mode': 'ic'}]"
+done
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
