@@ -65,16 +65,16 @@ class AdversarialCritics:
             self._optimizers[kind] = torch.optim.AdamW(self.critic(kind).parameters(), lr=self.lr, weight_decay=1e-4)
         return self._optimizers[kind]
 
-    def real_inputs(self, kind: str) -> np.ndarray:
+    def real_inputs(self, kind: str) -> torch.Tensor:
         """Every real volume's inputs for a critic of ``kind``, computed once."""
         if kind not in self._real_inputs:
             images = [np.asarray(v["image"], np.float32)[0] for v in self.real]
             self._real_inputs[kind] = stacked_inputs(images, kind, self.reward.min_foreground)
         return self._real_inputs[kind]
 
-    def _batch(self, inputs: np.ndarray) -> torch.Tensor:
+    def _batch(self, inputs: torch.Tensor) -> torch.Tensor:
         idx = self.rng.choice(len(inputs), min(self.batch_size, len(inputs)), replace=False)
-        return torch.from_numpy(np.ascontiguousarray(inputs[np.sort(idx)]))
+        return inputs[torch.from_numpy(np.sort(idx))]
 
     def update(self, volumes: list[np.ndarray]) -> dict:
         """``steps`` discriminator steps per critic on ``volumes`` (generated, (S, S, Z) each, as delivered) against

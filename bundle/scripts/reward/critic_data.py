@@ -93,33 +93,31 @@ def real_volumes(sources, grid, num_labels: int, modality: str = "mri", limit=No
 CRITIC_KINDS = ("slice", "planes", "volume")
 
 
-def critic_inputs(volume, kind: str, min_foreground: float = 0.05):
-    """The (K, 1, ...) inputs a critic of ``kind`` scores for one (S, S, Z) volume: its axial slices ("slice"), its
-    coronal and sagittal planes ("planes"; (S, Z) each, resized by the critic), or the volume itself ("volume").
-    Planes with less than ``min_foreground`` anatomy are left out. A torch tensor gives a tensor (differentiable in
-    the volume, for reward backpropagation), anything else a float32 array."""
+def critic_inputs(volume, kind: str, min_foreground: float = 0.05) -> torch.Tensor:
+    """The (K, 1, ...) float32 inputs a critic of ``kind`` scores for one (S, S, Z) volume (array or tensor; from a
+    tensor they stay differentiable in it, for reward backpropagation): its axial slices ("slice"), its coronal and
+    sagittal planes ("planes"; (S, Z) each, resized by the critic), or the volume itself ("volume"). Planes with less
+    than ``min_foreground`` anatomy are left out."""
     if kind not in CRITIC_KINDS:
         raise Gem3dInputError(f"critic kind must be one of {CRITIC_KINDS}, not {kind!r}")
     is_tensor = isinstance(volume, torch.Tensor)
-    v = volume.float() if is_tensor else np.asarray(volume, np.float32)
+    v = volume.float() if is_tensor else torch.from_numpy(np.ascontiguousarray(volume, np.float32))
     if kind == "volume":
         return v[None, None]
-    values = v.detach().cpu().numpy() if is_tensor else v
     out = []
     for axis in (2,) if kind == "slice" else (0, 1):
-        keep = (np.moveaxis(values, axis, 0) > 0.02).mean((1, 2)) >= min_foreground
-        planes = v.movedim(axis, 0)[torch.from_numpy(keep)] if is_tensor else np.moveaxis(v, axis, 0)[keep]
-        out += list(planes)
-    if is_tensor:
-        return torch.stack(out)[:, None] if out else v.new_zeros((0, 1, 1, 1))
-    return np.stack(out)[:, None] if out else np.zeros((0, 1, 1, 1), np.float32)
+        planes = v.movedim(axis, 0)
+        # the share in double precision, as NumPy computes a mean of booleans
+        keep = (planes.detach() > 0.02).double().mean((1, 2)) >= min_foreground
+        out += list(planes[keep])
+    return torch.stack(out)[:, None] if out else v.new_zeros((0, 1, 1, 1))
 
 
-def stacked_inputs(volumes, kind: str, min_foreground: float = 0.05) -> np.ndarray:
-    """The ``critic_inputs`` of several (S, S, Z) volumes in one (K, 1, ...) array; K is 0 when none has any."""
+def stacked_inputs(volumes, kind: str, min_foreground: float = 0.05) -> torch.Tensor:
+    """The ``critic_inputs`` of several (S, S, Z) volumes in one (K, 1, ...) tensor; K is 0 when none has any."""
     parts = [critic_inputs(v, kind, min_foreground) for v in volumes]
     parts = [p for p in parts if len(p)]
-    return np.concatenate(parts) if parts else np.zeros((0, 1, 1, 1), np.float32)
+    return torch.cat(parts) if parts else torch.zeros((0, 1, 1, 1))
 
 
 class CriticDataset(Dataset):
@@ -139,4 +137,4 @@ class CriticDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         x, target = self.items[i]
-        return {"image": torch.from_numpy(np.ascontiguousarray(x)), "label": torch.tensor([target])}
+        return {"image": x.contiguous(), "label": torch.tensor([target])}

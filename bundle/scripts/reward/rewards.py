@@ -44,10 +44,9 @@ class MultiScaleReward:
     def critics_reward(self, image) -> tuple[torch.Tensor, dict]:
         """The critics' mix for one (S, S, Z) model-space volume (array, or tensor to differentiate through) and
         each critic's score."""
-        v = image if isinstance(image, torch.Tensor) else torch.from_numpy(np.asarray(image, np.float32))
         parts, total = {}, 0.0
         for kind, weight in self.weights.items():
-            x = critic_inputs(v.to(self.device), kind, self.min_foreground)
+            x = critic_inputs(image, kind, self.min_foreground).to(self.device)
             parts[kind] = self.critics[kind](x).mean() if len(x) else x.new_zeros(())
             total = total + weight * parts[kind]
         return total / sum(self.weights.values()), parts
