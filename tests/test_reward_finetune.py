@@ -237,6 +237,39 @@ def test_one_direct_update_follows_the_critics_gradient_and_moves_only_the_pseud
         DirectRewardTuner(tuner.synth, tuner.sampler, tuner.reward, tuner.optimizer)
 
 
+def test_function_bound_pulls_the_predictions_back_to_stage2(tiny, tiny_demo):
+    """The functional bound: inside ``anchor_weights`` the network is stage 2's and leaves it as it was; the
+    prediction change is 0 at stage 2 and positive off it, and one update with the bound brings the predictions on a
+    recorded state back toward stage 2's, where the same update without it does not."""
+    item = read_datalist(tiny_demo, ["training"])["training"][0]
+    configs = REWARD + ("finetune_reward.json", "finetune_reward_direct.json")
+    job = {**tiny, "reward_masks_per_iteration": 1, "reward_samples_per_mask": 1, "reward_lr": 1e-3}
+    after = {}
+    for weight in (0.0, 1e4):
+        parser = parser_with({**job, "reward_anchor_weight": 0.0, "reward_function_weight": weight}, configs)
+        tuner, policy = parser.get_parsed_content("fine_tuner"), parser.get_parsed_content("policy")
+        ((_, _, informed, seed),) = tuner.jobs(1, [item])
+        tuner.rollout(item, seed, informed)
+        step = tuner.sampler.trajectory[len(tuner.sampler.trajectory) // 2]
+        assert float(tuner.prediction_change(step)) == 0.0
+        torch.manual_seed(0)
+        with torch.no_grad():  # a drift that earlier iterations built up
+            for p in tuner.params:
+                p.add_(0.02 * torch.randn_like(p))
+        moved = {k: v.clone() for k, v in policy.state_dict().items()}
+        before = float(tuner.prediction_change(step))
+        assert before > 0
+        assert all(torch.equal(v, policy.state_dict()[k]) for k, v in moved.items())  # restored after the anchor
+        engine = Engine(tuner)
+        engine.state.iteration = 1
+        assert tuner(engine, [item])["function_drift"] > 0  # measured even at weight 0
+        after[weight] = float(tuner.prediction_change(step)) / before
+    assert after[1e4] < 1.0 and after[1e4] < after[0.0]
+    with pytest.raises(RuntimeError) as refused:
+        parser_with({**job, "reward_function_steps": 0}, configs).get_parsed_content("fine_tuner")
+    assert "function_steps >= 1" in str(refused.value.__cause__)
+
+
 def test_layer_gains_start_at_stage2_train_alone_and_fold_into_its_keys(tiny, tiny_demo):
     job = REWARD + ("finetune_reward.json",)
     plain = parser_with(tiny, job).get_parsed_content("policy")

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -112,6 +113,20 @@ class RewardTuning:
     def drift(self) -> torch.Tensor:
         """Squared distance of the trainable weights from the starting ones, relative to the starting norm."""
         return sum((p - a).pow(2).sum() for p, a in zip(self.params, self.anchor)) / self.anchor_norm2
+
+    @contextmanager
+    def anchor_weights(self):
+        """The trainable weights set to the anchor's (stage 2's) inside the block, and back on leaving it; no gradient
+        flows inside. Only the trainable weights differ from stage 2, so the network is then stage 2's exactly."""
+        with torch.no_grad():
+            current = [p.detach().clone() for p in self.params]
+            for p, a in zip(self.params, self.anchor):
+                p.copy_(a)
+            try:
+                yield
+            finally:
+                for p, c in zip(self.params, current):
+                    p.copy_(c)
 
     def jobs(self, iteration: int, batch: list[dict]):
         """(mask index, item, informed spec, seed) of every rollout of an iteration: each mask takes one spec, so the
