@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import Gem3dInputError
-from ..sampling.rollout import RolloutStep
+from ..sampling.rollout import RolloutStep, slice_weight
 from .ppo import RewardTuning
 
 
@@ -57,7 +57,7 @@ class DirectRewardTuner(RewardTuning):
         with self.anchor_weights():
             reference = self.sampler.predict(step.x, step.t, step.cond, step.guidance)
         pred = self.sampler.predict(step.x, step.t, step.cond, step.guidance)
-        free = step.free.view(step.free.shape[0], 1, step.free.shape[1], 1, 1).to(pred.device, pred.dtype)
+        free = slice_weight(step.free).to(pred.device, pred.dtype)
         return ((pred - reference).pow(2) * free).sum() / (free.sum() * pred[:, :, 0].numel() / pred.shape[0])
 
     def function_drift(self, rng: np.random.Generator, scale: float) -> float:
