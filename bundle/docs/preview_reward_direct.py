@@ -1,7 +1,10 @@
-"""The picture of BENCHMARKS "Reward backpropagation": the first sample of demo_033 with another patient's informed
-slice (IC) and with its own (true), stage 2 against the kept weights of runs 2, 3 and 5, all on one grey window.
-Run after docs/reward_finetune.sh step 3f: python bundle/docs/preview_reward_direct.py"""
+"""The pictures of BENCHMARKS "Reward backpropagation": the first sample of demo_033 with another patient's informed
+slice (IC) and with its own (true), stage 2 against the kept weights of some runs, all on one grey window.
+Run after docs/reward_finetune.sh step 3f: python bundle/docs/preview_reward_direct.py (runs 2, 3 and 5), and after
+step 3g: python bundle/docs/preview_reward_direct.py --base bound1 --runs bound1 bound2
+--out preview_reward_bound.png (the evaluation folders under eval/seed_spread; the stage-2 rows from --base)."""
 
+import argparse
 import os
 import sys
 
@@ -21,16 +24,21 @@ def row(label: str, path: str):
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base", default="direct2", help="the evaluation folder whose stage-2 rows are shown")
+    parser.add_argument("--runs", nargs="+", default=["direct2", "direct3", "direct5"])
+    parser.add_argument("--out", default="preview_reward_direct.png")
+    args = parser.parse_args()
     ev = os.path.join(ROOT, "eval", "seed_spread")
     real = nib.load(os.path.join(ROOT, "data", "demo", "imagesTs", "demo_033.nii.gz"))
     real_mask = nib.load(os.path.join(ROOT, "data", "demo", "labelsTs", "demo_033.nii.gz")).get_fdata()
     # the real scan in model intensities, as preprocessing maps it
     rows = [("real demo_033", normalise_intensity(real.get_fdata()), real_mask, real.affine)]
     for mode in ("ic", "true"):
-        rows.append(row(f"seed 0, stage 2, {mode}", f"{ev}/direct2/gem3d_{mode}/images/{CASE}"))
-        for run in ("direct2", "direct3", "direct5"):
+        rows.append(row(f"seed 0, stage 2, {mode}", f"{ev}/{args.base}/gem3d_{mode}/images/{CASE}"))
+        for run in args.runs:
             rows.append(row(f"{run}, {mode}", f"{ev}/{run}/tuned_{mode}/images/{CASE}"))
-    out = os.path.join(ROOT, "docs", "images", "reward", "preview_reward_direct.png")
+    out = os.path.join(ROOT, "docs", "images", "reward", args.out)
     # no suptitle: on a figure this tall it covers the first row's labels; the rows say what they are
     save_comparison(out, [r[:3] for r in rows], "", rows[0][3], focus=(2, 3, 4), window=(0, 1), overwrite=True)
     print(out)

@@ -105,6 +105,22 @@ for W in "--window_weights stage2 --reward_eval_file bundle/eval/reward/direct2_
   $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" $W \
     --reward_weights "{'slice': 0.0, 'planes': 1.0, 'volume': 0.0}" --reward_rollout_informed "[{'mode': 'ic'}]"
 done
+# 3g. the functional bound (0.19.0; BENCHMARKS "Functional bound"): run 2 of 3f (IC rollouts, shipped planes critic
+#     fixed, lr 1e-4, anchor 50) with --reward_function_weight W (the squared change of the prediction from stage 2's on 8
+#     random recorded steps of each rollout): bound1 W = 1000 for 16 iterations, bound2 W = 3000 for 8; then their rows
+#     (seed 0, 8 test masks x 2; the stage-2 rows are generated once, in bound1's folder, and copied for bound2)
+for RUN in "bound1|1000|4" "bound2|3000|2"; do
+  IFS="|" read -r NAME W EPOCHS <<< "$RUN"
+  eval $B "\"[$R,$D]\"" --stage reward_$NAME $COMMON --reward_weights "\"$P\"" --reward_rollout_informed "\"[{'mode': 'ic'}]\"" \
+    --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs $EPOCHS --reward_function_weight $W
+  mv bundle/models/volume_reward_direct.pt bundle/runs/reward_$NAME/
+  mkdir -p bundle/eval/seed_spread/$NAME
+  [ "$NAME" = bound1 ] || cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/$NAME/
+  $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_seeds "[0]" \
+    --eval_dir bundle/eval/seed_spread/$NAME --eval_networks#reward#file bundle/runs/reward_$NAME/volume_reward_direct.pt \
+    --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
+done
+$PY bundle/docs/preview_reward_direct.py --base bound1 --runs bound1 bound2 --out preview_reward_bound.png
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
