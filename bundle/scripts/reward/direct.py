@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import Gem3dInputError
-from ..sampling.rollout import RolloutStep, slice_weight
+from ..sampling.rollout import RolloutStep
 from .ppo import RewardTuning
 
 
@@ -57,8 +57,9 @@ class DirectRewardTuner(RewardTuning):
         with self.anchor_weights():
             reference = self.sampler.predict(step.x, step.t, step.cond, step.guidance)
         pred = self.sampler.predict(step.x, step.t, step.cond, step.guidance)
-        free = slice_weight(step.free).to(pred.device, pred.dtype)
-        return ((pred - reference).pow(2) * free).sum() / (free.sum() * pred[:, :, 0].numel() / pred.shape[0])
+        per_slice = (pred - reference).pow(2).mean(dim=(1, 3, 4))  # (B, n)
+        free = step.free.to(per_slice.device, per_slice.dtype)
+        return (per_slice * free).sum() / free.sum()
 
     def function_drift(self, rng: np.random.Generator, scale: float) -> float:
         """The prediction change on ``function_steps`` random steps of the last rollout, its gradient times ``scale``

@@ -52,7 +52,7 @@ class RolloutSampler(PropagationSampler):
     def step(self, x, t, cond, known, generator):
         free = ~known
         prev, logprob = self.scheduler.step_with_logprob(
-            self.predict(x, t, cond), t, x, self.settings.eta, generator, where=slice_weight(free)
+            self.predict(x, t, cond), t, x, self.settings.eta, generator, where=_slice_weight(free)
         )
         self.trajectory.append(RolloutStep(x, cond, t, prev, free, logprob, self.lesion_guidance))
         return prev
@@ -89,7 +89,7 @@ class RolloutSampler(PropagationSampler):
         self.scheduler.set_timesteps(self.settings.steps)
         pred = self.predict(step.x, step.t, step.cond, step.guidance)
         _, logprob = self.scheduler.step_with_logprob(
-            pred, step.t, step.x, self.settings.eta, prev_sample=step.prev, where=slice_weight(step.free)
+            pred, step.t, step.x, self.settings.eta, prev_sample=step.prev, where=_slice_weight(step.free)
         )
         return logprob
 
@@ -102,8 +102,7 @@ def rollout_sampler(synthesizer, scheduler: LogProbDDIMScheduler, steps: int, et
     )
 
 
-def slice_weight(free: torch.Tensor) -> torch.Tensor:
-    """(B, n) per-slice flags as a (B, 1, n, 1, 1) weight that broadcasts over window latents."""
+def _slice_weight(free: torch.Tensor) -> torch.Tensor:
     return free.view(free.shape[0], 1, free.shape[1], 1, 1)
 
 
