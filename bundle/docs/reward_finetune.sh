@@ -121,6 +121,28 @@ for RUN in "bound1|1000|4" "bound2|3000|2"; do
     --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
 done
 $PY bundle/docs/preview_reward_direct.py --base bound1 --runs bound1 bound2 --out preview_reward_bound.png
+# 3h. the shipped weights (0.20.0; BENCHMARKS "Shipped: the functional bound's weights"): bound1 of 3g written as
+#     models/volume_reward.pt (what --window_weights reward loads); the drift-matched control (bound1 without the bound,
+#     W = 0, at lr 3e-5 for 8 iterations) and its rows; bound1 over seeds 0 and 1 (seed 0's rows reused); whose patient
+#     the IC volumes resemble; the preview
+cp bundle/runs/reward_bound1/volume_reward_direct.pt bundle/models/volume_reward.pt
+eval $B "\"[$R,$D]\"" --stage reward_control $COMMON --reward_weights "\"$P\"" --reward_rollout_informed "\"[{'mode': 'ic'}]\"" \
+  --reward_lr 0.00003 --reward_iterations_per_epoch 4 --max_epochs 2 --reward_function_weight 0
+mv bundle/models/volume_reward_direct.pt bundle/runs/reward_control/
+mkdir -p bundle/eval/seed_spread/control bundle/eval/seed_spread/bound1_seeds/seed0
+cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/control/
+cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/bound1/tuned_* bundle/eval/seed_spread/bound1_seeds/seed0/
+for RUN in "control|[0]" "bound1_seeds|[0, 1]"; do
+  IFS="|" read -r NAME SEEDS <<< "$RUN"
+  $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_seeds "$SEEDS" \
+    --eval_dir bundle/eval/seed_spread/$NAME --eval_networks#reward#file bundle/runs/reward_${NAME%_seeds}/volume_reward_direct.pt \
+    --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
+done
+$PY bundle/docs/paired_seeds.py bound1_seeds tuned_true bound1_seeds gem3d_true
+$PY bundle/docs/paired_seeds.py bound1_seeds tuned_ic bound1_seeds gem3d_ic
+$PY bundle/docs/ic_reference_check.py bundle/eval/seed_spread/bound1 gem3d_ic tuned_ic gem3d_true tuned_true
+$PY bundle/docs/preview_reward_direct.py --base bound1 --runs control bound1 --out preview_reward_control.png
+cp bundle/runs/reward_control/reward_control_curves.png bundle/docs/images/reward/
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
