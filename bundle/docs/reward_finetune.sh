@@ -148,5 +148,8 @@ $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.js
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
 $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_dir bundle/eval/reward_eval --eval_rows \
   "{'gem3d_true': {'informed': {'mode': 'true'}}, 'gem3d_true_ddim_eta1': {'informed': {'mode': 'true'}, 'solver': 'ddim', 'eta': 1.0}, 'gem3d_ic': {'informed': {'mode': 'ic'}}, 'reward_tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}, 'reward_tuned_true_ddim_eta1': {'informed': {'mode': 'true'}, 'network': 'reward', 'solver': 'ddim', 'eta': 1.0}, 'reward_tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}}"
-# 6. the downstream classification test on the graded demo (built on first use): real / stage-2 / reward rows
+# 6. the downstream classification test on the graded demo (built on first use): real / stage-2 / reward rows, with the
+#    study's IC informed slices and (0.20.0) with each patient's own
 $B "['bundle/configs/inference.json','bundle/configs/train_classifier.json','bundle/configs/grade_study.json']"
+$B "['bundle/configs/inference.json','bundle/configs/train_classifier.json','bundle/configs/grade_study.json']" --informed_mode true \
+  --grade_study_dir bundle/eval/grade_study_true
