@@ -82,6 +82,13 @@ done
 FRESH="{'slice': 'bundle/models/critic_slice.pt', 'planes': 'bundle/runs/critics_ic/critic_planes.pt', 'volume': 'bundle/models/critic_volume.pt'}"
 BOTH="{'slice': 'bundle/runs/critics_ic/critic_slice.pt', 'planes': 'bundle/runs/critics_ic/critic_planes.pt', 'volume': 'bundle/models/critic_volume.pt'}"
 COMMON="--reward_anchor_weight 50 --reward_masks_per_iteration 4 --reward_samples_per_mask 1"
+# stage 2 and a tuned window model side by side, with IC and with the true informed slice (8 test masks x 2):
+# tuned_rows FOLDER SEEDS WEIGHTS writes bundle/eval/seed_spread/FOLDER (rows already there are only measured)
+tuned_rows() {
+  $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_seeds "$2" \
+    --eval_dir bundle/eval/seed_spread/$1 --eval_networks#reward#file $3 \
+    --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
+}
 for RUN in "direct1|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'true'}, {'mode': 'ic'}]\" --reward_lr 0.0002 --reward_adversarial_steps 4 --reward_iterations_per_epoch 8 --max_epochs 2" \
            "direct2|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4" \
            "direct3|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4 --critic_files \"$FRESH\"" \
@@ -90,14 +97,10 @@ for RUN in "direct1|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode'
   NAME=${RUN%%|*}
   eval $B "\"[$R,$D]\"" --stage reward_$NAME $COMMON ${RUN#*|}
   mv bundle/models/volume_reward_direct.pt bundle/runs/reward_$NAME/
-  $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_seeds "[0]" \
-    --eval_dir bundle/eval/seed_spread/$NAME --eval_networks#reward#file bundle/runs/reward_$NAME/volume_reward_direct.pt \
-    --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
+  tuned_rows $NAME "[0]" bundle/runs/reward_$NAME/volume_reward_direct.pt
 done
 # run 2 over three seeds (its seed-0 rows reused when copied to direct2_seeds/seed0), and the paired differences
-$B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_seeds "[0, 1, 2]" \
-  --eval_dir bundle/eval/seed_spread/direct2_seeds --eval_networks#reward#file bundle/runs/reward_direct2/volume_reward_direct.pt \
-  --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
+tuned_rows direct2_seeds "[0, 1, 2]" bundle/runs/reward_direct2/volume_reward_direct.pt
 $PY bundle/docs/paired_seeds.py direct2_seeds tuned_true direct2_seeds gem3d_true
 $PY bundle/docs/paired_seeds.py direct2_seeds tuned_ic direct2_seeds gem3d_ic
 for W in "--window_weights stage2 --reward_eval_file bundle/eval/reward/direct2_stage2.json" \
@@ -116,9 +119,7 @@ for RUN in "bound1|1000|4" "bound2|3000|2"; do
   mv bundle/models/volume_reward_direct.pt bundle/runs/reward_$NAME/
   mkdir -p bundle/eval/seed_spread/$NAME
   [ "$NAME" = bound1 ] || cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/$NAME/
-  $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_seeds "[0]" \
-    --eval_dir bundle/eval/seed_spread/$NAME --eval_networks#reward#file bundle/runs/reward_$NAME/volume_reward_direct.pt \
-    --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
+  tuned_rows $NAME "[0]" bundle/runs/reward_$NAME/volume_reward_direct.pt
 done
 $PY bundle/docs/preview_reward_direct.py --base bound1 --runs bound1 bound2 --out preview_reward_bound.png
 # 3h. the shipped weights (0.20.0; BENCHMARKS "Shipped: the functional bound's weights"): bound1 of 3g written as
@@ -132,12 +133,8 @@ mv bundle/models/volume_reward_direct.pt bundle/runs/reward_control/
 mkdir -p bundle/eval/seed_spread/control bundle/eval/seed_spread/bound1_seeds/seed0
 cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/control/
 cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/bound1/tuned_* bundle/eval/seed_spread/bound1_seeds/seed0/
-for RUN in "control|[0]" "bound1_seeds|[0, 1]"; do
-  IFS="|" read -r NAME SEEDS <<< "$RUN"
-  $B "['bundle/configs/inference.json','bundle/configs/evaluate.json']" --eval_limit 8 --eval_repeats 2 --eval_seeds "$SEEDS" \
-    --eval_dir bundle/eval/seed_spread/$NAME --eval_networks#reward#file bundle/runs/reward_${NAME%_seeds}/volume_reward_direct.pt \
-    --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
-done
+tuned_rows control "[0]" bundle/runs/reward_control/volume_reward_direct.pt
+tuned_rows bound1_seeds "[0, 1]" bundle/runs/reward_bound1/volume_reward_direct.pt
 $PY bundle/docs/paired_seeds.py bound1_seeds tuned_true bound1_seeds gem3d_true
 $PY bundle/docs/paired_seeds.py bound1_seeds tuned_ic bound1_seeds gem3d_ic
 $PY bundle/docs/ic_reference_check.py bundle/eval/seed_spread/bound1 gem3d_ic tuned_ic gem3d_true tuned_true
