@@ -1,4 +1,5 @@
-"""Whose patient does an IC volume resemble? The check behind BENCHMARKS "Which reference IC FID needs".
+"""Whose patient does an IC volume resemble? The check behind BENCHMARKS "Shipped: the
+functional bound's weights" (question 3).
 
 With another patient's informed slice (IC) a volume takes that patient's anatomy and contrast, so its FID against
 the real *test* volumes also measures how far the informed patients (training cases) are from the test patients.
@@ -11,7 +12,6 @@ against the first row given. Run from the repository root after the rows exist:
     python bundle/docs/ic_reference_check.py bundle/eval/seed_spread/bound1 gem3d_ic tuned_ic gem3d_true tuned_true
 """
 
-import json
 import os
 import sys
 
@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, "bundle")
 from monai.bundle import ConfigParser  # noqa: E402
 from scripts.data.slices import load_volumes  # noqa: E402
-from scripts.evaluate import _load_synth  # noqa: E402
+from scripts.evaluate import _load_synth, synth_records  # noqa: E402
 from scripts.metrics.features import EncoderFeatures  # noqa: E402
 from scripts.metrics.fid import features_per_plane, fid_per_plane  # noqa: E402
 
@@ -47,13 +47,9 @@ def main(folder: str, rows: list) -> None:
     print("correlation with the informed patient's real volume and with the test patient's own (anatomy voxels)")
     base = None
     for name in rows:
-        cases, entries = _load_synth(os.path.join(folder, name), synth.cfg)
+        cases, entries = _load_synth(os.path.join(folder, name), cfg)
         vols = [c["image"] for c in cases]
-        records = [
-            json.load(open(os.path.join(folder, name, "records", os.path.basename(e["image"])[:-7] + ".json")))
-            for e in entries
-        ]
-        informed = [r["informed"].get("case") for r in records]
+        informed = [r["informed"].get("case") for r in synth_records(os.path.join(folder, name), entries)]
         fake_f = features_per_plane(vols, extractor, size)
         line = [fid_per_plane(test_f, fake_f), fid_per_plane(train_f, fake_f)]
         ic = [i for i in informed if i in train]

@@ -121,6 +121,15 @@ def _load_synth(folder: str, cfg: dict) -> tuple[list[dict], list[dict]]:
     return cases, entries
 
 
+def synth_records(folder: str, entries: list[dict]) -> list[dict]:
+    """The generation record (records/<name>.json) of each synthetic case ``entries`` lists in ``folder``."""
+    records = []
+    for e in entries:
+        with open(os.path.join(folder, "records", os.path.basename(e["image"])[:-7] + ".json")) as f:
+            records.append(json.load(f))
+    return records
+
+
 def evaluate(
     synth,
     datalist: str,
@@ -228,10 +237,7 @@ def evaluate(
         near = [nearest_training_similarity(v, [c["image"] for c in train])["nearest_training_corr"] for v in vols]
         metrics["max_nearest_training_corr"] = float(np.max(near))
         metrics["volumes"] = len(vols)
-        records = [
-            json.load(open(os.path.join(folder, "records", os.path.basename(e["image"])[:-7] + ".json")))
-            for e in entries
-        ]
+        records = synth_records(folder, entries)
         metrics["seconds_per_volume"] = round(float(np.mean([r["seconds"] for r in records])), 2)
         if judge is not None:
             sources = [[os.path.join(folder, "datalist.json"), "training"]]
