@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from conftest import BUNDLE
+from scripts.sampling.model import window_weights_file
 from tiny_model import parser_with
 
 MODELS = os.path.join(BUNDLE, "models")
@@ -16,6 +17,8 @@ FILES = [
     "informed.pt",
     "segmenter.pt",
     "volume_mask_only.pt",
+    "volume_reward.pt",
+    "volume_reward_ic.pt",
     "latent_scale.json",
     "model_grid.json",
     "joint_autoencoder.pt",
@@ -41,6 +44,12 @@ def test_shipped_weights_load_into_declared_networks():
     stage1.load_state_dict(torch.load(os.path.join(MODELS, "window.pt"), weights_only=True), strict=True)
     baseline = parser.get_parsed_content("window_unet_def")  # the mask-only baseline: the same stage-2 network
     baseline.load_state_dict(torch.load(os.path.join(MODELS, "volume_mask_only.pt"), weights_only=True), strict=True)
+    stage2 = torch.load(os.path.join(MODELS, "volume.pt"), weights_only=True)
+    for name in ("reward", "reward_ic"):  # reward fine-tuning trains the pseudo-3D layers alone, and moved them
+        tuned = torch.load(window_weights_file(MODELS, name), weights_only=True)
+        baseline.load_state_dict(tuned, strict=True)
+        moved = {k for k in stage2 if not torch.equal(tuned[k], stage2[k])}
+        assert moved and all(k.startswith("temporal.") for k in moved), name
     parser.get_parsed_content("segmenter_def").load_state_dict(
         torch.load(os.path.join(MODELS, "segmenter.pt"), weights_only=True), strict=True
     )

@@ -140,6 +140,36 @@ $PY bundle/docs/paired_seeds.py bound1_seeds tuned_ic bound1_seeds gem3d_ic
 $PY bundle/docs/ic_reference_check.py bundle/eval/seed_spread/bound1 gem3d_ic tuned_ic gem3d_true tuned_true
 $PY bundle/docs/preview_reward_direct.py --base bound1 --runs control bound1 --out preview_reward_control.png
 cp bundle/runs/reward_control/reward_control_curves.png bundle/docs/images/reward/
+# 3i. true-slice rollouts, and feature matching instead of the logit (0.21.0; BENCHMARKS "Feature matching"): truebound
+#     is bound1 with the patient's own slice in the rollouts; features1 and features2 train on the slice critic's feature
+#     matching (reward_features.json) with IC rollouts at W = 300 and 25; each 8 iterations, then its rows; features2
+#     over seeds 0 and 1, shipped as models/volume_reward_ic.pt (--window_weights reward_ic); which rewards agree with
+#     the rows' FID; the preview; the grade study with reward_ic
+for RUN in "truebound|planes|true|1000|" "features1|slice|ic|300|,'bundle/configs/reward_features.json'" \
+           "features2|slice|ic|25|,'bundle/configs/reward_features.json'"; do
+  IFS="|" read -r NAME CRITIC MODE W EXTRA <<< "$RUN"
+  eval $B "\"[$R,$D$EXTRA]\"" --stage reward_$NAME $COMMON --reward_weights "\"{'$CRITIC': 1.0}\"" \
+    --reward_rollout_informed "\"[{'mode': '$MODE'}]\"" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 2 \
+    --reward_function_weight $W
+  mv bundle/models/volume_reward_direct.pt bundle/runs/reward_$NAME/
+  mkdir -p bundle/eval/seed_spread/$NAME
+  cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/$NAME/
+  tuned_rows $NAME "[0]" bundle/runs/reward_$NAME/volume_reward_direct.pt
+done
+mkdir -p bundle/eval/seed_spread/features2_seeds/seed0 bundle/eval/seed_spread/features2_seeds/seed1
+cp -rn bundle/eval/seed_spread/features2/*_* bundle/eval/seed_spread/features2_seeds/seed0/
+cp -rn bundle/eval/seed_spread/bound1_seeds/seed1/gem3d_* bundle/eval/seed_spread/features2_seeds/seed1/
+tuned_rows features2_seeds "[0, 1]" bundle/runs/reward_features2/volume_reward_direct.pt
+$PY bundle/docs/paired_seeds.py features2_seeds tuned_ic features2_seeds gem3d_ic
+$PY bundle/docs/paired_seeds.py features2_seeds tuned_true features2_seeds gem3d_true
+cp bundle/runs/reward_features2/volume_reward_direct.pt bundle/models/volume_reward_ic.pt
+S=bundle/eval/seed_spread
+$PY bundle/docs/reward_alignment_check.py $S/bound1 $S/bound1 $S/control $S/bound2 $S/truebound $S/features1 $S/features2
+$PY bundle/docs/preview_reward_direct.py --base bound1 --runs bound1 features2 --out preview_reward_features.png
+cp bundle/runs/reward_features2/reward_features2_curves.png bundle/docs/images/reward/
+$B "['bundle/configs/inference.json','bundle/configs/train_classifier.json','bundle/configs/grade_study.json']" \
+  --grade_study_dir bundle/eval/grade_study_reward_ic \
+  --grade_networks "{'stage2': None, 'reward_ic': {'network': '%window_unet_def', 'file': '\$scripts.sampling.model.window_weights_file(@model_dir, \\'reward_ic\\')'}}"
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after

@@ -13,8 +13,10 @@ from ..networks.weights import LatentModel
 
 # the 2D decoder slice by slice; the decoder with cross-slice layers (networks/volume_decoder.py)
 DECODERS = ("slice", "volume")
-# the window model's shipped weights: volumetric tuning (stage 2), and stage 2 reward fine-tuned (finetune_reward.json)
-WINDOW_WEIGHTS = {"stage2": "volume.pt", "reward": "volume_reward.pt"}
+# the window model's shipped weights: volumetric tuning (stage 2), and stage 2 reward fine-tuned for an informed slice
+# of the patient's own scan ("reward") or of another patient's ("reward_ic"): each helps where it was tuned, hurts the
+# other (BENCHMARKS "Feature matching")
+WINDOW_WEIGHTS = {"stage2": "volume.pt", "reward": "volume_reward.pt", "reward_ic": "volume_reward_ic.pt"}
 
 
 def window_weights_file(model_dir: str, name: str) -> str:
