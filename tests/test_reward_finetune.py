@@ -685,8 +685,10 @@ def test_direct_finetune_job_with_keeper_and_adversarial_critics(tiny, tiny_demo
 def test_feature_matching_reward_peaks_at_real_statistics_and_is_differentiable(tmp_path):
     """Feature matching: real volumes score about -1 (a mean square of standardised statistics), a volume with
     slice-to-slice flicker far less, and the reward's gradient on the image moves that volume's statistics back
-    toward real (20 steps of gradient ascent close most of the gap); a reward without real volumes is refused."""
+    toward real (20 steps of gradient ascent close most of the gap); a reward without real volumes, or beside critics
+    that learn, is refused."""
     from scripts.networks.critics import Critic
+    from scripts.reward.adversarial import AdversarialCritics
     from scripts.reward.feature_matching import FeatureMatchingReward
 
     rng = np.random.default_rng(0)
@@ -718,6 +720,10 @@ def test_feature_matching_reward_peaks_at_real_statistics_and_is_differentiable(
     assert end > start / 4  # most of the way back to real statistics (here about -8 -> -1)
     with pytest.raises(ValueError, match="real volumes"):
         FeatureMatchingReward(critics, files, {"planes": 1.0}, [])
+    with pytest.raises(
+        Gem3dInputError, match="reward_adversarial_steps 0"
+    ):  # critics that learn would move the features
+        AdversarialCritics(reward, real, steps=1)
 
 
 def test_direct_finetune_job_with_feature_matching(tiny, tiny_demo, tmp_path):

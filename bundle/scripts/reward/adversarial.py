@@ -51,6 +51,11 @@ class AdversarialCritics:
         self.steps, self.batch_size, self.lr = int(steps), int(batch_size), float(lr)
         if self.steps and not real:
             raise Gem3dInputError("adversarial critics need real volumes to learn from (none were given)")
+        if self.steps and getattr(reward, "fixed_critics", False):
+            raise Gem3dInputError(
+                f"{type(reward).__name__} measures against its critics' features as they are: "
+                "set reward_adversarial_steps 0"
+            )
         self.reward, self.real, self.output_dir = reward, list(real), output_dir
         self.rng = np.random.default_rng(int(seed))
         self.kinds = list(reward.weights) if self.steps else []

@@ -24,6 +24,8 @@ class FeatureMatchingReward(MultiScaleReward):
     """``MultiScaleReward`` (same critics, files and mix weights; each critic's part is its feature-matching score)
     with ``real``: the real volumes that set the reference statistics ([{"image": (1, S, S, Z)}], model space)."""
 
+    fixed_critics = True  # the reference statistics hold for the critics' weights they were computed with
+
     def __init__(self, critics: dict, files: dict, weights: dict, real: list, device="cpu", min_foreground=0.05):
         super().__init__(critics, files, weights, device=device, min_foreground=min_foreground)
         if not real:
