@@ -56,12 +56,9 @@ class FeatureMatchingReward(MultiScaleReward):
             self._reference[kind] = (stats.mean(0), spread)
         return self._reference[kind]
 
-    def critics_reward(self, image) -> tuple[torch.Tensor, dict]:
-        """Minus the mean squared standardised distance of each critic's statistics from real, mixed by weight."""
-        parts, total = {}, 0.0
-        for kind, weight in self.weights.items():
-            mean, spread = self.reference(kind)
-            stats = self.statistics(image, kind)
-            parts[kind] = -((stats - mean) / spread).pow(2).mean() if len(stats) else mean.new_zeros(())
-            total = total + weight * parts[kind]
-        return total / sum(self.weights.values()), parts
+    def part(self, image, kind: str) -> torch.Tensor:
+        """Minus the mean squared standardised distance of the ``kind`` critic's statistics from real (0 where it sees
+        nothing)."""
+        mean, spread = self.reference(kind)
+        stats = self.statistics(image, kind)
+        return -((stats - mean) / spread).pow(2).mean() if len(stats) else mean.new_zeros(())

@@ -41,14 +41,16 @@ class MultiScaleReward:
         self.consistency_weight, self.real_anisotropy = float(consistency_weight), real_anisotropy
         self.min_foreground = float(min_foreground)
 
+    def part(self, image, kind: str) -> torch.Tensor:
+        """The ``kind`` critic's score of one volume: its mean logit over what it sees (0 where it sees nothing)."""
+        x = critic_inputs(image, kind, self.min_foreground).to(self.device)
+        return self.critics[kind](x).mean() if len(x) else x.new_zeros(())
+
     def critics_reward(self, image) -> tuple[torch.Tensor, dict]:
         """The critics' mix for one (S, S, Z) model-space volume (array, or tensor to differentiate through) and
         each critic's score."""
-        parts, total = {}, 0.0
-        for kind, weight in self.weights.items():
-            x = critic_inputs(image, kind, self.min_foreground).to(self.device)
-            parts[kind] = self.critics[kind](x).mean() if len(x) else x.new_zeros(())
-            total = total + weight * parts[kind]
+        parts = {kind: self.part(image, kind) for kind in self.weights}
+        total = sum(weight * parts[kind] for kind, weight in self.weights.items())
         return total / sum(self.weights.values()), parts
 
     @torch.no_grad()
