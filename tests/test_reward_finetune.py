@@ -720,9 +720,8 @@ def test_feature_matching_reward_peaks_at_real_statistics_and_is_differentiable(
     assert end > start / 4  # most of the way back to real statistics (here about -8 -> -1)
     with pytest.raises(ValueError, match="real volumes"):
         FeatureMatchingReward(critics, files, {"planes": 1.0}, [])
-    with pytest.raises(
-        Gem3dInputError, match="reward_adversarial_steps 0"
-    ):  # critics that learn would move the features
+    # critics that learn would move the features the reference statistics were taken with
+    with pytest.raises(Gem3dInputError, match="reward_adversarial_steps 0"):
         AdversarialCritics(reward, real, steps=1)
 
 
