@@ -14,7 +14,6 @@ import os
 import sys
 
 import numpy as np
-import torch
 
 sys.path.insert(0, "bundle")
 from monai.bundle import ConfigParser  # noqa: E402
@@ -37,9 +36,8 @@ def main(base: str, runs: list) -> None:
     }
     cfg = parser.get_parsed_content("gem3d_synthesizer").cfg
 
-    def scores(volumes) -> dict:
-        with torch.no_grad():
-            return {name: np.array([r(v)["reward"] for v in volumes]) for name, r in rewards.items()}
+    def scores(volumes) -> dict:  # a reward called on an array scores without gradient
+        return {name: np.array([r(v)["reward"] for v in volumes]) for name, r in rewards.items()}
 
     print("mean reward: " + " | ".join(rewards))
     table = {

@@ -52,8 +52,8 @@ class FeatureMatchingReward(MultiScaleReward):
         if kind not in self._reference:
             stats = torch.stack([self.statistics(case["image"][0], kind) for case in self.real])
             # the floor keeps a statistic that hardly varies between real volumes from ruling the sum
-            spread = stats.std(0) + 1e-3 * stats.std(0).mean()
-            self._reference[kind] = (stats.mean(0), spread)
+            spread = stats.std(0)
+            self._reference[kind] = (stats.mean(0), spread + 1e-3 * spread.mean())
         return self._reference[kind]
 
     def part(self, image, kind: str) -> torch.Tensor:
