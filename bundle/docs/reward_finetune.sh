@@ -89,6 +89,14 @@ tuned_rows() {
     --eval_dir bundle/eval/seed_spread/$1 --eval_networks#reward#file $3 \
     --eval_rows "{'gem3d_ic': {'informed': {'mode': 'ic'}}, 'gem3d_true': {'informed': {'mode': 'true'}}, 'tuned_ic': {'informed': {'mode': 'ic'}, 'network': 'reward'}, 'tuned_true': {'informed': {'mode': 'true'}, 'network': 'reward'}}"
 }
+# kept NAME: a run's kept weights moved to bundle/runs/reward_NAME and measured against stage 2 (seed 0); the stage-2
+# rows are generated once, in bound1's folder (step 3g), and copied for every later run
+kept() {
+  mv bundle/models/volume_reward_direct.pt bundle/runs/reward_$1/
+  mkdir -p bundle/eval/seed_spread/$1
+  [ "$1" = bound1 ] || cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/$1/
+  tuned_rows $1 "[0]" bundle/runs/reward_$1/volume_reward_direct.pt
+}
 for RUN in "direct1|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'true'}, {'mode': 'ic'}]\" --reward_lr 0.0002 --reward_adversarial_steps 4 --reward_iterations_per_epoch 8 --max_epochs 2" \
            "direct2|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4" \
            "direct3|--reward_weights \"$P\" --reward_rollout_informed \"[{'mode': 'ic'}]\" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 4 --critic_files \"$FRESH\"" \
@@ -116,10 +124,7 @@ for RUN in "bound1|1000|4" "bound2|3000|2"; do
   IFS="|" read -r NAME W EPOCHS <<< "$RUN"
   eval $B "\"[$R,$D]\"" --stage reward_$NAME $COMMON --reward_weights "\"$P\"" --reward_rollout_informed "\"[{'mode': 'ic'}]\"" \
     --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs $EPOCHS --reward_function_weight $W
-  mv bundle/models/volume_reward_direct.pt bundle/runs/reward_$NAME/
-  mkdir -p bundle/eval/seed_spread/$NAME
-  [ "$NAME" = bound1 ] || cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/$NAME/
-  tuned_rows $NAME "[0]" bundle/runs/reward_$NAME/volume_reward_direct.pt
+  kept $NAME
 done
 $PY bundle/docs/preview_reward_direct.py --base bound1 --runs bound1 bound2 --out preview_reward_bound.png
 # 3h. the shipped weights (0.20.0; BENCHMARKS "Shipped: the functional bound's weights"): bound1 of 3g written as
@@ -129,11 +134,9 @@ $PY bundle/docs/preview_reward_direct.py --base bound1 --runs bound1 bound2 --ou
 cp bundle/runs/reward_bound1/volume_reward_direct.pt bundle/models/volume_reward.pt
 eval $B "\"[$R,$D]\"" --stage reward_control $COMMON --reward_weights "\"$P\"" --reward_rollout_informed "\"[{'mode': 'ic'}]\"" \
   --reward_lr 0.00003 --reward_iterations_per_epoch 4 --max_epochs 2 --reward_function_weight 0
-mv bundle/models/volume_reward_direct.pt bundle/runs/reward_control/
-mkdir -p bundle/eval/seed_spread/control bundle/eval/seed_spread/bound1_seeds/seed0
-cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/control/
+kept control
+mkdir -p bundle/eval/seed_spread/bound1_seeds/seed0
 cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/bound1/tuned_* bundle/eval/seed_spread/bound1_seeds/seed0/
-tuned_rows control "[0]" bundle/runs/reward_control/volume_reward_direct.pt
 tuned_rows bound1_seeds "[0, 1]" bundle/runs/reward_bound1/volume_reward_direct.pt
 $PY bundle/docs/paired_seeds.py bound1_seeds tuned_true bound1_seeds gem3d_true
 $PY bundle/docs/paired_seeds.py bound1_seeds tuned_ic bound1_seeds gem3d_ic
@@ -151,10 +154,7 @@ for RUN in "truebound|planes|true|1000|" "features1|slice|ic|300|,'bundle/config
   eval $B "\"[$R,$D$EXTRA]\"" --stage reward_$NAME $COMMON --reward_weights "\"{'$CRITIC': 1.0}\"" \
     --reward_rollout_informed "\"[{'mode': '$MODE'}]\"" --reward_lr 0.0001 --reward_iterations_per_epoch 4 --max_epochs 2 \
     --reward_function_weight $W
-  mv bundle/models/volume_reward_direct.pt bundle/runs/reward_$NAME/
-  mkdir -p bundle/eval/seed_spread/$NAME
-  cp -rn bundle/eval/seed_spread/bound1/gem3d_* bundle/eval/seed_spread/$NAME/
-  tuned_rows $NAME "[0]" bundle/runs/reward_$NAME/volume_reward_direct.pt
+  kept $NAME
 done
 mkdir -p bundle/eval/seed_spread/features2_seeds/seed0 bundle/eval/seed_spread/features2_seeds/seed1
 cp -rn bundle/eval/seed_spread/features2/*_* bundle/eval/seed_spread/features2_seeds/seed0/
