@@ -9,6 +9,7 @@ import os
 import shutil
 from dataclasses import replace
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -24,10 +25,12 @@ from scripts.reward.ppo import BestRewardKeeper, RewardFineTuner, clipped_object
 from scripts.sampling.logprob_ddim import LogProbDDIMScheduler
 from scripts.sampling.rollout import RolloutSampler
 from scripts.sampling.sampler import PropagationSampler, SamplerSettings
+from scripts.sampling.volume_rollout import VolumeRolloutSampler
 from scripts.sampling.window_plan import plan_windows, waves
 from tiny_model import build_synthesizer, make_tiny_model, parser_with
 
 REWARD = ("inference.json", "reward.json")
+MEDLORD = ("finetune_reward.json", "finetune_reward_medlord.json")  # on the PPO job; the direct job between them
 SCHEDULE = dict(num_train_timesteps=1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0205)
 
 
@@ -39,11 +42,12 @@ def tiny(tmp_path_factory, tiny_demo):
     torch.manual_seed(1)
     # MONAI zero-initialises the UNet's output convolution (and gem3d the pseudo-3D layers): random weights there,
     # else the tiny model's output would not depend on any weight and no gradient could reach them
-    state = torch.load(f"{root}/models/volume.pt", weights_only=True)
-    for value in state.values():
-        if value.is_floating_point() and not value.any():
-            value.normal_(0.0, 0.05)
-    torch.save(state, f"{root}/models/volume.pt")
+    for name in ("volume.pt", "medlord_unet.pt", "medlord_controlnet.pt"):  # the 3D backend too
+        state = torch.load(f"{root}/models/{name}", weights_only=True)
+        for value in state.values():
+            if value.is_floating_point() and not value.any():
+                value.normal_(0.0, 0.05)
+        torch.save(state, f"{root}/models/{name}")
     for kind in ("slice", "planes", "volume"):
         torch.save(parser.get_parsed_content(f"critic_defs#{kind}").state_dict(), f"{root}/models/critic_{kind}.pt")
     return {**overrides, "run_dir": str(root / "runs")}
@@ -173,7 +177,7 @@ def test_one_ppo_update_changes_only_the_pseudo3d_layers(tiny, tiny_demo, tmp_pa
     first = score_rollouts(tuner, tiny_demo, "test", 1, str(tmp_path / "a.json"))
     again = score_rollouts(tuner, tiny_demo, "test", 1, str(tmp_path / "b.json"))
     assert first["mean"] == again["mean"] and len(first["per_volume"]) == 2
-    assert json.load(open(tmp_path / "a.json"))["window_weights"] == "stage2"
+    assert json.load(open(tmp_path / "a.json"))["weights"] == "stage2"
     # with the real test volumes as the reference: their reward under the same critics, the rollouts' unchanged
     real = real_volumes([[tiny_demo, "test"]], *(parser.get_parsed_content(k) for k in ("model_grid", "num_labels")))
     referenced = score_rollouts(tuner, tiny_demo, "test", 1, str(tmp_path / "c.json"), real=real)
@@ -737,3 +741,81 @@ def test_direct_finetune_job_with_feature_matching(tiny, tiny_demo, tmp_path):
     record = json.load(open(stage / "reward_validation.json"))["history"]
     assert [i for i, _, _ in record] == [0, 1] and all(r <= 0 for _, r, _ in record)
     assert (models / "volume_reward_direct.pt").is_file() == any(k for _, _, k in record)
+
+
+def _states(model) -> dict:
+    return {n: {k: v.clone() for k, v in model.networks[n].state_dict().items()} for n in ("autoencoder", "unet")}
+
+
+def test_3d_backend_rollouts_rescore_with_ratio_one_and_a_ppo_update_moves_only_the_controlnet(tiny, tiny_demo):
+    """The 3D backend's rollouts: every recorded step re-scored under unchanged weights gives ratio 1, a seed draws
+    the same volume again, the pathwise latent is the sampled one and reaches the ControlNet; one PPO update changes
+    the ControlNet only (the UNet and the autoencoder frozen, requires_grad False)."""
+    parser = parser_with({**tiny, "reward_masks_per_iteration": 1, "reward_samples_per_mask": 2}, REWARD + MEDLORD)
+    tuner, policy, model = (parser.get_parsed_content(k) for k in ("fine_tuner", "policy", "medlord_model"))
+    assert (
+        isinstance(tuner.sampler, VolumeRolloutSampler)
+        and tuner.synth is parser.get_parsed_content("synthesizers")["medlord"]
+    )
+    assert {id(p) for p in tuner.params} == {id(p) for p in policy.parameters()}
+    assert not any(p.requires_grad for n in ("autoencoder", "unet") for p in model.networks[n].parameters())
+    item = read_datalist(tiny_demo, ["training"])["training"][0]
+    trajectory, score, image = tuner.rollout(item, 3)
+    assert len(trajectory) == parser.get_parsed_content("medlord_steps") and image.shape == (32, 32, 32)
+    for step in trajectory:
+        new = tuner.sampler.logprob(step)
+        torch.testing.assert_close(torch.exp(new - step.logprob), torch.ones_like(new))
+    latent = tuner.sampler.pathwise_latents()
+    torch.testing.assert_close(latent.detach(), tuner.sampler.latent, rtol=0, atol=0)
+    grads = torch.autograd.grad(latent.sum(), tuner.params, allow_unused=True)
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    _, again, image_again = tuner.rollout(item, 3)
+    np.testing.assert_array_equal(image_again, image)
+    assert again == score
+    frozen, before = _states(model), {k: v.clone() for k, v in policy.state_dict().items()}
+    engine = Engine(tuner)
+    engine.state.iteration = 0
+    out = tuner(engine, [item])
+    assert out["grad_norm"] > 0 and out["approx_kl"] >= 0 and out["drift"] > 0
+    assert any(not torch.equal(v, policy.state_dict()[k]) for k, v in before.items())
+    for name, state in frozen.items():
+        now = model.networks[name].state_dict()
+        assert all(torch.equal(now[k], v) for k, v in state.items()), name
+
+
+def test_direct_finetune_job_on_the_3d_backend_and_its_switch(tiny, tiny_demo, tmp_path):
+    """Reward backpropagation with feature matching on the 3D backend end to end: its curves, the ControlNet file
+    written under the starting one's keys; the main job with --medlord_weights reward generates with it and records
+    it, an unknown name is refused; the fixed-seed reward of the tuned weights goes to their own file."""
+    job, models, runs = _adversarial_job(
+        tiny,
+        tmp_path,
+        reward_val_masks=0,
+        reward_function_weight=1.0,
+        reward_weights={"slice": 0.5, "planes": 0.5, "volume": 0.0},
+    )
+    direct = [*REWARD, "finetune_reward.json", "finetune_reward_direct.json", "reward_features.json"]
+    run_bundle([*direct, "finetune_reward_medlord.json"], job)
+    curves = json.load(open(runs / "reward_medlord" / "reward_medlord_curves.json"))
+    assert [i for i, _ in curves["reward"]] == [1] and curves["reward"][0][1] <= 0 and curves["drift"][0][1] > 0
+    assert curves["function_drift"][0][1] >= 0
+    start = torch.load(models / "medlord_controlnet.pt", weights_only=True)
+    tuned = torch.load(models / "medlord_controlnet_reward.pt", weights_only=True)
+    assert tuned.keys() == start.keys() and any(not torch.equal(tuned[k], start[k]) for k in start)
+    images = {}
+    for name in ("default", "reward"):
+        out = tmp_path / f"out_{name}"
+        run_bundle(["inference.json"], {**job, "backend": "medlord", "medlord_weights": name, "output_dir": str(out)})
+        records = sorted((out / "records").glob("*.json"))
+        assert records and all(json.load(open(r))["medlord_weights"] == name for r in records)
+        images[name] = np.asarray(nib.load(str(sorted((out / "images").glob("*.nii.gz"))[0])).dataobj)
+    assert not np.array_equal(images["default"], images["reward"])
+    refused = run_bundle(["inference.json"], {**job, "backend": "medlord", "medlord_weights": "rewards"}, check=False)
+    assert refused.returncode != 0 and "medlord_weights must be one of ['default', 'reward']" in refused.stderr
+    scored = tmp_path / "medlord_reward.json"
+    configs = [*REWARD, "finetune_reward.json", "finetune_reward_medlord.json", "evaluate_reward.json"]
+    run_bundle(configs, {**job, "medlord_weights": "reward", "reward_eval_repeats": 1, "reward_eval_file": str(scored)})
+    naming = parser_with({**job, "medlord_weights": "reward"}, configs)
+    assert naming.get_parsed_content("reward_eval_file").endswith("/eval/reward/medlord_reward.json")
+    result = json.load(open(scored))
+    assert result["weights"] == "reward" and len(result["per_volume"]) == 2 and "real" in result

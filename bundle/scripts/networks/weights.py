@@ -23,6 +23,14 @@ def load_weights(network: torch.nn.Module, weights: str, what: str, device="cpu"
     return network.to(device).eval()
 
 
+def named_weights_file(model_dir: str, name: str, files: dict, option: str) -> str:
+    """The file in ``model_dir`` of the shipped weights called ``name`` in ``files`` (a switch such as
+    ``--window_weights``, named ``option`` in the error)."""
+    if name not in files:
+        raise Gem3dInputError(f"{option} must be one of {sorted(files)}, not {name!r}")
+    return os.path.join(model_dir, files[name])
+
+
 def init_from(network: torch.nn.Module, weights: str, what: str) -> torch.nn.Module:
     """Start ``network`` from another network's ``weights`` where they fit: tensors of the same name and rank get
     the overlapping block (so a first convolution with more input channels starts from the old one's image

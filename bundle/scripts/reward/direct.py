@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from ..errors import Gem3dInputError
-from ..sampling.rollout import RolloutStep
 from .ppo import RewardTuning
 
 
@@ -51,15 +50,17 @@ class DirectRewardTuner(RewardTuning):
             )
         self.function_weight, self.function_steps = float(function_weight), int(function_steps)
 
-    def prediction_change(self, step: RolloutStep) -> torch.Tensor:
-        """Mean squared difference between the network's prediction and stage 2's at a recorded step, over the slices
-        the policy generated there (differentiable in the trainable weights)."""
+    def prediction_change(self, step) -> torch.Tensor:
+        """Mean squared difference between the network's prediction and the starting weights' at a recorded step,
+        over the elements the policy drew there (differentiable in the trainable weights)."""
         with self.anchor_weights():
-            reference = self.sampler.predict(step.x, step.t, step.cond, step.guidance)
-        pred = self.sampler.predict(step.x, step.t, step.cond, step.guidance)
-        per_slice = (pred - reference).pow(2).mean(dim=(1, 3, 4))  # (B, n)
-        free = step.free.to(per_slice.device, per_slice.dtype)
-        return (per_slice * free).sum() / free.sum()
+            reference = self.sampler.predict_step(step)
+        squared = (self.sampler.predict_step(step) - reference).pow(2)
+        weight = self.sampler.policy_weight(step)
+        if weight is None:
+            return squared.mean()
+        weight = torch.broadcast_to(weight.to(squared.device, squared.dtype), squared.shape)
+        return (squared * weight).sum() / weight.sum()
 
     def function_drift(self, rng: np.random.Generator, scale: float) -> float:
         """The prediction change on ``function_steps`` random steps of the last rollout, its gradient times ``scale``
@@ -78,7 +79,8 @@ class DirectRewardTuner(RewardTuning):
     def pathwise_image(self, image: np.ndarray) -> torch.Tensor:
         """The last rollout's delivered (S, S, Z) ``image`` as a tensor equal to it, differentiable in the trainable
         weights (``RolloutSampler.pathwise_latents`` decoded)."""
-        decoded = self.synth.model.decode_tensor(self.sampler.pathwise_latents(), self.synth.decoder).float().cpu()
+        decoded = self.synth.decode_tensor(self.sampler.pathwise_latents()).float().cpu()
+        decoded = decoded[tuple(slice(0, n) for n in image.shape)]  # the 3D backend decodes its padding too
         value = torch.from_numpy(np.asarray(image, np.float32))
         passes = (value > 0) & (value < 1)  # clipping and the zeroed background have no gradient
         return value + torch.where(passes, decoded - decoded.detach(), torch.zeros_like(decoded))

@@ -243,7 +243,7 @@ def fixed_rollout_scores(tuner: RewardTuning, items: list[dict], repeats: int, s
     tuner's (a fixed one, where the tuner's critics keep learning)."""
     jobs = [(r, i, item) for r in range(int(repeats)) for i, item in enumerate(items)]
     rows = []
-    for r, i, item in tqdm(jobs, desc=f"scoring {tuner.synth.window_weights} rollouts", unit="volume"):
+    for r, i, item in tqdm(jobs, desc=f"scoring {tuner.synth.weights_name} rollouts", unit="volume"):
         _, scores, _ = tuner.rollout(item, seed + r * len(items) + i, tuner.informed[i % len(tuner.informed)], reward)
         rows.append({"case": item["id"], "repeat": r, **scores})
     return rows
@@ -259,7 +259,7 @@ def score_rollouts(
     rows = fixed_rollout_scores(tuner, read_datalist(datalist, (section,))[section], repeats, seed)
     parts = [k for k in rows[0] if k not in ("case", "repeat")]
     result = {
-        "window_weights": tuner.synth.window_weights,
+        "weights": tuner.synth.weights_name,
         "mean": {k: float(np.mean([row[k] for row in rows])) for k in parts},
         "per_volume": rows,
     }

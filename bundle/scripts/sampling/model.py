@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
 from ..errors import Gem3dInputError
 from ..networks.latents import decode_batches, encode_slices
-from ..networks.weights import LatentModel
+from ..networks.weights import LatentModel, named_weights_file
 
 # the 2D decoder slice by slice; the decoder with cross-slice layers (networks/volume_decoder.py)
 DECODERS = ("slice", "volume")
@@ -21,9 +19,7 @@ WINDOW_WEIGHTS = {"stage2": "volume.pt", "reward": "volume_reward.pt", "reward_i
 
 def window_weights_file(model_dir: str, name: str) -> str:
     """The file of the window weights called ``name`` (``--window_weights``)."""
-    if name not in WINDOW_WEIGHTS:
-        raise Gem3dInputError(f"window_weights must be one of {sorted(WINDOW_WEIGHTS)}, not {name!r}")
-    return os.path.join(model_dir, WINDOW_WEIGHTS[name])
+    return named_weights_file(model_dir, name, WINDOW_WEIGHTS, "window_weights")
 
 
 class Gem3dModel(LatentModel):

@@ -76,20 +76,31 @@ class RolloutSampler(PropagationSampler):
         self.scheduler.set_timesteps(steps)
         for g, group in enumerate(self.groups_sampled):
             step = self.trajectory[(g + 1) * steps - 1]  # the trajectory holds each wave's steps in turn
-            pred = self.predict(step.x, step.t, step.cond, step.guidance)
-            mean, _ = self.scheduler.step_mean(pred, step.t, step.x, self.settings.eta)
+            mean, _ = self.scheduler.step_mean(self.predict_step(step), step.t, step.x, self.settings.eta)
             shift = (mean - mean.detach()).float().cpu()  # zero in value, the mean's gradient; beside the latents
             for b, w in enumerate(group):
                 new = torch.tensor(sorted(w.new))
                 out = out.index_add(0, new, shift[b][:, new - w.start].transpose(0, 1))
         return out
 
+    def predict_step(self, step: RolloutStep) -> torch.Tensor:
+        """The window model's output at a recorded step under its current weights (differentiable)."""
+        return self.predict(step.x, step.t, step.cond, step.guidance)
+
+    def policy_weight(self, step: RolloutStep) -> torch.Tensor:
+        """Which elements of a step the policy drew: (B, 1, n, 1, 1), its generated slices (not the inpainted)."""
+        return _slice_weight(step.free)
+
     def logprob(self, step: RolloutStep) -> torch.Tensor:
         """(B,) log-density of the recorded draw under the network's current weights (differentiable)."""
         self.scheduler.set_timesteps(self.settings.steps)
-        pred = self.predict(step.x, step.t, step.cond, step.guidance)
         _, logprob = self.scheduler.step_with_logprob(
-            pred, step.t, step.x, self.settings.eta, prev_sample=step.prev, where=_slice_weight(step.free)
+            self.predict_step(step),
+            step.t,
+            step.x,
+            self.settings.eta,
+            prev_sample=step.prev,
+            where=self.policy_weight(step),
         )
         return logprob
 

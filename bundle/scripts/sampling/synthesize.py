@@ -121,6 +121,16 @@ class Synthesizer:
         self.sampler = self._make_sampler(progress)
 
     @property
+    def weights_name(self) -> str:
+        """The name of the trained weights this backend generates with (``--window_weights`` for GEM-3D)."""
+        return self.window_weights
+
+    def decode_tensor(self, latents: torch.Tensor) -> torch.Tensor:
+        """What the sampler returned as the model-space image before scanner noise, differentiable in ``latents``
+        (reward backpropagation's path to the critics)."""
+        return self.model.decode_tensor(latents, self.decoder)
+
+    @property
     def decoder(self) -> str:
         """Either "slice" (the 2D decoder, slice by slice) or "volume" (the decoder with cross-slice layers)."""
         return self._decoder

@@ -12,7 +12,15 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from ..networks.controlled_unet import ControlledUNet
-from ..networks.weights import LatentModel
+from ..networks.weights import LatentModel, named_weights_file
+
+# the ControlNet's shipped weights: as trained on the masks, and reward fine-tuned (finetune_reward_medlord.json)
+CONTROLNET_WEIGHTS = {"default": "medlord_controlnet.pt", "reward": "medlord_controlnet_reward.pt"}
+
+
+def controlnet_weights_file(model_dir: str, name: str) -> str:
+    """The file of the 3D backend's ControlNet weights called ``name`` (``--medlord_weights``)."""
+    return named_weights_file(model_dir, name, CONTROLNET_WEIGHTS, "medlord_weights")
 
 
 class VolumeModel(LatentModel):
@@ -57,13 +65,18 @@ class VolumeModel(LatentModel):
         factor = self.multiple // probe.shape[-1]
         return (probe.shape[1], *[int(s) // factor for s in shape])
 
-    @torch.inference_mode()
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         """(C, x, y, z) scaled latent -> (X, Y, Z) image, decoded patch by patch."""
+        with torch.inference_mode():
+            return self.decode_tensor(latent).float().cpu().numpy()
+
+    def decode_tensor(self, latent: torch.Tensor) -> torch.Tensor:
+        """``decode`` as an (X, Y, Z) tensor on the model's device, differentiable in the latent (outside inference
+        mode): the path reward backpropagation takes from the ControlNet to the critics."""
         z = (latent[None].float() / self.scale).to(self.device)
         # a patch never larger than the latent: MONAI would pad the latent up to the patch and decode the padding
         roi = tuple(min(p, s) for p, s in zip(self.decode_patch, z.shape[2:]))
         inferer = SlidingWindowInferer(
             roi, sw_batch_size=1, overlap=self.decode_overlap, mode="gaussian", progress=False
         )
-        return inferer(z, self.autoencoder.decode)[0, 0].float().cpu().numpy()
+        return inferer(z, self.autoencoder.decode)[0, 0]

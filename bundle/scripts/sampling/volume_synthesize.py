@@ -60,8 +60,10 @@ class VolumeSynthesizer(Synthesizer):
         scanner_noise_fallback: float = 0.0,
         scanner_noise_fraction: float = DEFAULT_NOISE_FRACTION,
         scanner_noise_kind: str = DEFAULT_NOISE_KIND,
+        controlnet_weights: str = "default",
     ):
         self.conditioning_scale = float(conditioning_scale)
+        self.controlnet_weights = str(controlnet_weights)  # the model's ControlNet file (``--medlord_weights``)
         super().__init__(
             model,
             grid,
@@ -81,6 +83,13 @@ class VolumeSynthesizer(Synthesizer):
             scanner_noise_kind=scanner_noise_kind,
         )
 
+    @property
+    def weights_name(self) -> str:
+        return self.controlnet_weights
+
+    def decode_tensor(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.model.decode_tensor(latents)
+
     def _make_sampler(self, progress: bool) -> VolumeSampler:
         return VolumeSampler(self.model, self.model.scheduler, self.settings, progress)
 
@@ -97,6 +106,7 @@ class VolumeSynthesizer(Synthesizer):
         record = {
             "scanner_noise": added,
             "backend": "medlord",
+            "medlord_weights": self.controlnet_weights,
             "informed": {"mode": "none", "note": "the 3D backend takes no informed slice"},
             "conditioning_scale": self.conditioning_scale,
             "latent_shape": list(latent.shape),
