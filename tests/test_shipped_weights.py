@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from conftest import BUNDLE
 from scripts.sampling.model import window_weights_file
+from scripts.sampling.volume_model import controlnet_weights_file
 from tiny_model import parser_with
 
 MODELS = os.path.join(BUNDLE, "models")
@@ -50,6 +51,10 @@ def test_shipped_weights_load_into_declared_networks():
         baseline.load_state_dict(tuned, strict=True)
         moved = {k for k in stage2 if not torch.equal(tuned[k], stage2[k])}
         assert moved and all(k.startswith("temporal.") for k in moved), name
+    # the 3D backend's reward-tuned ControlNet (--medlord_weights reward): the same network as the starting one, moved
+    start, tuned = (torch.load(controlnet_weights_file(MODELS, n), weights_only=True) for n in ("default", "reward"))
+    parser.get_parsed_content("medlord_controlnet_def").load_state_dict(tuned, strict=True)
+    assert any(not torch.equal(tuned[k], start[k]) for k in start)
     parser.get_parsed_content("segmenter_def").load_state_dict(
         torch.load(os.path.join(MODELS, "segmenter.pt"), weights_only=True), strict=True
     )
