@@ -170,6 +170,35 @@ cp bundle/runs/reward_features2/reward_features2_curves.png bundle/docs/images/r
 $B "['bundle/configs/inference.json','bundle/configs/train_classifier.json','bundle/configs/grade_study.json']" \
   --grade_study_dir bundle/eval/grade_study_reward_ic \
   --grade_networks "{'stage2': None, 'reward_ic': {'network': '%window_unet_def', 'file': '\$scripts.sampling.model.window_weights_file(@model_dir, \\'reward_ic\\')'}}"
+# 3j. the 3D backend (0.22.0; BENCHMARKS "Reward fine-tuning of the 3D backend"): reward backpropagation on its ControlNet
+#     (finetune_reward_medlord.json) with 4 rollouts an iteration and anchor 50: medlord1 and medlord2 on feature matching
+#     (slice + planes) at lr 1e-4 and 1e-3, W = 25; medlord3 on the planes logit at lr 3e-4, W = 1000, shipped as
+#     models/medlord_controlnet_reward.pt (--medlord_weights reward). medlord_rows NAME FILE SEEDS writes the rows
+#     medlord_3d_ldm (the starting ControlNet, generated once) and medlord_reward (FILE) in bundle/eval/seed_spread/NAME
+medlord_rows() {
+  local E="['bundle/configs/inference.json','bundle/configs/evaluate.json']" A="--eval_limit 8 --eval_repeats 2 --eval_seeds $3"
+  [ -f bundle/eval/seed_spread/$1/medlord_3d_ldm/datalist.json ] || \
+    $B "$E" $A --eval_dir bundle/eval/seed_spread/$1 --eval_rows "{'medlord_3d_ldm': {'backend': 'medlord'}}"
+  $B "$E" $A --eval_dir bundle/eval/seed_spread/$1 --medlord_weights reward --medlord_controlnet_file $2 \
+    --eval_rows "{'medlord_3d_ldm': {'backend': 'medlord'}, 'medlord_reward': {'backend': 'medlord'}}"
+}
+M="$R,$D"
+for RUN in "medlord1|0.0001|4|25|{'slice': 0.5, 'planes': 0.5}|,'bundle/configs/reward_features.json'" \
+           "medlord2|0.001|3|25|{'slice': 0.5, 'planes': 0.5}|,'bundle/configs/reward_features.json'" \
+           "medlord3|0.0003|2|1000|{'planes': 1.0}|"; do
+  IFS="|" read -r NAME LR EPOCHS W MIX EXTRA <<< "$RUN"
+  $B "[$M$EXTRA,'bundle/configs/finetune_reward_medlord.json']" --stage reward_$NAME $COMMON --reward_lr $LR \
+    --reward_weights "$MIX" --reward_iterations_per_epoch 4 --max_epochs $EPOCHS --reward_function_weight $W \
+    --reward_weights_file medlord_controlnet_reward_$NAME.pt
+  mv bundle/models/medlord_controlnet_reward_$NAME.pt bundle/runs/reward_$NAME/
+  mkdir -p bundle/eval/seed_spread/$NAME
+  [ "$NAME" = medlord1 ] || cp -rn bundle/eval/seed_spread/medlord1/medlord_3d_ldm bundle/eval/seed_spread/$NAME/
+  medlord_rows $NAME bundle/runs/reward_$NAME/medlord_controlnet_reward_$NAME.pt "[0]"
+done
+medlord_rows medlord3_seed1 bundle/runs/reward_medlord3/medlord_controlnet_reward_medlord3.pt "[1]"
+cp bundle/runs/reward_medlord3/medlord_controlnet_reward_medlord3.pt bundle/models/medlord_controlnet_reward.pt
+$PY bundle/docs/preview_reward_direct.py --base medlord3 --runs medlord3 --modes medlord --out preview_reward_medlord.png
+cp bundle/runs/reward_medlord3/reward_medlord3_curves.png bundle/docs/images/reward/
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
