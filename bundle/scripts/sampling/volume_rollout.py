@@ -57,8 +57,9 @@ class VolumeRolloutSampler(VolumeSampler):
         """A (C, x, y, z) latent for a (L, X, Y, Z) one-hot mask, every step recorded."""
         s = self.settings
         self.scheduler.set_timesteps(s.steps)
-        x = torch.randn((1, *latent_shape), generator=generator)
-        cond = torch.as_tensor(condition, dtype=torch.float32)[None]
+        device = next((self.network or self.model.denoiser).parameters()).device
+        x = torch.randn((1, *latent_shape), generator=generator).to(device)
+        cond = torch.as_tensor(condition, dtype=torch.float32)[None].to(device)
         self.trajectory = []
         with torch.no_grad():  # not inference mode: recorded tensors are re-scored with gradient later
             for t in self.scheduler.timesteps:
