@@ -8,6 +8,11 @@ volumes it rose. A reward that rises where the run's FID rose points the policy 
 root after the rows exist:
 
     python bundle/docs/reward_alignment_check.py bundle/eval/seed_spread/bound1 bundle/eval/seed_spread/control
+
+With --medlord first, the 3D backend's rows: medlord_3d_ldm (the starting ControlNet, in the base folder) against
+medlord_reward in each run's folder (docs/reward_finetune.sh step 3j):
+
+    S=bundle/eval/seed_spread; python bundle/docs/reward_alignment_check.py --medlord $S/medlord3 $S/medlord3
 """
 
 import os
@@ -22,8 +27,12 @@ from scripts.reward.critic_data import real_volumes  # noqa: E402
 from scripts.reward.feature_matching import FeatureMatchingReward  # noqa: E402
 from scripts.reward.rewards import MultiScaleReward  # noqa: E402
 
+# per mode, the starting weights' row (in the base folder) and the tuned weights' row (in each run's folder)
+GEM3D_ROWS = {"ic": ("gem3d_ic", "tuned_ic"), "true": ("gem3d_true", "tuned_true")}
+MEDLORD_ROWS = {"medlord": ("medlord_3d_ldm", "medlord_reward")}
 
-def main(base: str, runs: list) -> None:
+
+def main(base: str, runs: list, pairs: dict = GEM3D_ROWS) -> None:
     parser = ConfigParser()
     parser.read_config(["bundle/configs/inference.json", "bundle/configs/reward.json"])
     defs, files = parser.get_parsed_content("critic_defs"), parser.get_parsed_content("critic_files")
@@ -44,19 +53,16 @@ def main(base: str, runs: list) -> None:
         "real test": scores([c["image"][0] for c in test[:8]]),
         "real training": scores([c["image"][0] for c in train]),
     }
-    for folder, prefix in [(base, "gem3d")] + [(run, "tuned") for run in runs]:
-        for mode in ("ic", "true"):
-            cases, _ = _load_synth(os.path.join(folder, f"{prefix}_{mode}"), cfg)
-            table[f"{os.path.basename(folder)}:{prefix}_{mode}"] = scores([c["image"] for c in cases])
+    for folder, which in [(base, 0)] + [(run, 1) for run in runs]:
+        for names in pairs.values():
+            cases, _ = _load_synth(os.path.join(folder, names[which]), cfg)
+            table[f"{os.path.basename(folder)}:{names[which]}"] = scores([c["image"] for c in cases])
     for row, s in table.items():
         print(f"{row:>24}: " + " | ".join(f"{v.mean():+.3f}" for v in s.values()))
-    print("paired change from stage 2 (rose in n of N volumes)")
+    print("paired change from the starting weights (rose in n of N volumes)")
     for run in runs:
-        for mode in ("ic", "true"):
-            tuned, stage2 = (
-                table[f"{os.path.basename(run)}:tuned_{mode}"],
-                table[f"{os.path.basename(base)}:gem3d_{mode}"],
-            )
+        for mode, (start, end) in pairs.items():
+            tuned, stage2 = table[f"{os.path.basename(run)}:{end}"], table[f"{os.path.basename(base)}:{start}"]
             cells = [
                 f"{(tuned[k] - stage2[k]).mean():+.4f} ({int((tuned[k] > stage2[k]).sum())}/{len(tuned[k])})"
                 for k in rewards
@@ -65,6 +71,8 @@ def main(base: str, runs: list) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
+    medlord = sys.argv[1:2] == ["--medlord"]
+    args = sys.argv[1 + medlord :]
+    if len(args) < 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2:])
+    main(args[0], args[1:], MEDLORD_ROWS if medlord else GEM3D_ROWS)

@@ -199,6 +199,8 @@ medlord_rows medlord3_seed1 bundle/runs/reward_medlord3/medlord_controlnet_rewar
 cp bundle/runs/reward_medlord3/medlord_controlnet_reward_medlord3.pt bundle/models/medlord_controlnet_reward.pt
 $PY bundle/docs/preview_reward_direct.py --base medlord3 --runs medlord3 --modes medlord --out preview_reward_medlord.png
 cp bundle/runs/reward_medlord3/reward_medlord3_curves.png bundle/docs/images/reward/
+$PY bundle/docs/reward_alignment_check.py --medlord $S/medlord2 $S/medlord2
+for SEED in medlord3 medlord3_seed1; do $PY bundle/docs/reward_alignment_check.py --medlord $S/$SEED $S/$SEED; done
 # 4. the reward after
 $B "[$R,'bundle/configs/finetune_reward.json','bundle/configs/evaluate_reward.json']" --window_weights reward
 # 5. the metrics the reward does not see (FID per plane, through-plane, fidelity, adherence, diversity), before/after
