@@ -86,7 +86,6 @@ class PropagationSampler:
     def predict(self, x: torch.Tensor, t: int, cond: torch.Tensor, guidance: float | None = None) -> torch.Tensor:
         """The window model's output for (B, C, n, h, w) latents ``x`` at timestep ``t`` (bf16 autocast when the
         settings say so), lesion-guided by ``guidance`` (default: ``lesion_guidance``)."""
-        device = x.device
         scale = float(self.lesion_guidance if guidance is None else guidance)
         inputs = torch.cat([x, cond], dim=1)
         guided = None
@@ -98,9 +97,7 @@ class PropagationSampler:
             # the lesion-free reference rides in the same batch, for the windows that hold a lesion only
             reference = torch.cat([x[guided], without_lesions(cond[guided], *self.lesions)], dim=1)
             inputs = torch.cat([inputs, reference])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16"):
-            pred = self.network(inputs, torch.tensor(t, device=device).expand(inputs.shape[0]))
-        pred = pred.float()
+        pred = network_output(self.network, inputs, t, precision=self.settings.precision)
         if guided is None or not guided.any():
             return pred[: x.shape[0]]
         out, reference = pred[: x.shape[0]].clone(), pred[x.shape[0] :]
@@ -207,11 +204,18 @@ def denoise(network, scheduler, x, steps: int, eta: float, generator, *args, pre
     scheduler.set_timesteps(steps)
     x = x.to(device)
     for t in tqdm(scheduler.timesteps, desc="denoising", unit="step", disable=not progress):
-        t_dev = t.to(device).expand(x.shape[0])
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            pred = network(x, t_dev, *args)
-        x, _ = scheduler.step(pred.float(), t.item(), x, eta=eta, generator=generator)
+        pred = network_output(network, x, t, *args, precision=precision)
+        x, _ = scheduler.step(pred, t.item(), x, eta=eta, generator=generator)
     return x.float().cpu()
+
+
+def network_output(network, x: torch.Tensor, t, *args, precision: str = "fp32") -> torch.Tensor:
+    """``network(x, t, *args)`` with timestep ``t`` for every batch element, on ``x``'s device, in fp32 (bf16
+    autocast inside when ``precision`` is "bf16"): how every sampler calls its denoiser."""
+    device = x.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        pred = network(x, torch.as_tensor(t, device=device).expand(x.shape[0]), *args)
+    return pred.float()
 
 
 def sample_slices(network, scheduler, positions: torch.Tensor, shape, steps: int, eta: float, generator):

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import Gem3dInputError
 from .logprob_ddim import LogProbDDIMScheduler
-from .sampler import SamplerSettings
+from .sampler import SamplerSettings, network_output
 from .volume_synthesize import VolumeSampler
 
 
@@ -46,18 +46,15 @@ class VolumeRolloutSampler(VolumeSampler):
 
     def predict(self, x: torch.Tensor, t: int, cond: torch.Tensor, conditioning_scale: float) -> torch.Tensor:
         """The controlled UNet's output for a (1, C, x, y, z) latent (bf16 autocast when the settings say so)."""
-        net = self.network or self.model.denoiser
-        net.conditioning_scale = float(conditioning_scale)
+        net = self.controlled(conditioning_scale)
         device = next(net.parameters()).device
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16"):
-            pred = net(x.to(device), torch.tensor(t, device=device).expand(x.shape[0]), cond.to(device))
-        return pred.float()
+        return network_output(net, x.to(device), t, cond.to(device), precision=self.settings.precision)
 
     def sample(self, condition: torch.Tensor, latent_shape, generator, conditioning_scale: float) -> torch.Tensor:
         """A (C, x, y, z) latent for a (L, X, Y, Z) one-hot mask, every step recorded."""
         s = self.settings
         self.scheduler.set_timesteps(s.steps)
-        device = next((self.network or self.model.denoiser).parameters()).device
+        device = next(self.controlled(conditioning_scale).parameters()).device
         x = torch.randn((1, *latent_shape), generator=generator).to(device)
         cond = torch.as_tensor(condition, dtype=torch.float32)[None].to(device)
         self.trajectory = []

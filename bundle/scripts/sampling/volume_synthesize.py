@@ -26,10 +26,16 @@ class VolumeSampler:
         self.model, self.scheduler, self.settings, self.progress = model, scheduler, settings, progress
         self.network = None  # None: the model's ControlNet-controlled UNet, loaded on first use
 
-    def sample(self, condition: torch.Tensor, latent_shape, generator, conditioning_scale: float) -> torch.Tensor:
-        """A (C, x, y, z) latent for a (L, X, Y, Z) one-hot mask."""
+    def controlled(self, conditioning_scale: float):
+        """The denoiser in use (the model's ControlNet-controlled UNet unless ``network`` swaps it) at
+        ``conditioning_scale``."""
         net = self.network or self.model.denoiser
         net.conditioning_scale = float(conditioning_scale)
+        return net
+
+    def sample(self, condition: torch.Tensor, latent_shape, generator, conditioning_scale: float) -> torch.Tensor:
+        """A (C, x, y, z) latent for a (L, X, Y, Z) one-hot mask."""
+        net = self.controlled(conditioning_scale)
         x = torch.randn((1, *latent_shape), generator=generator)
         device = next(net.parameters()).device
         s = self.settings
